@@ -1,0 +1,136 @@
+// Checkpoints as one torch::serialize archive: "meta/*" values, "model" and "optimizer" sub-archives.
+#include "checkpoint.h"
+
+#include <filesystem>
+
+#include "files.h"
+
+namespace maas {
+namespace {
+
+constexpr int64_t kFormatVersion = 1;
+
+c10::List<std::string> to_list(const std::vector<std::string>& v) {
+  c10::List<std::string> list;
+  for (const auto& s : v) list.push_back(s);
+  return list;
+}
+
+c10::List<double> to_list(const std::vector<double>& v) {
+  c10::List<double> list;
+  for (double d : v) list.push_back(d);
+  return list;
+}
+
+}  // namespace
+
+void save_checkpoint(const std::string& path, const CheckpointMeta& meta, torch::nn::Module& model,
+                     torch::optim::Optimizer* optimizer) {
+  torch::serialize::OutputArchive archive;
+  archive.write("meta/format_version", c10::IValue(kFormatVersion));
+  archive.write("meta/model_name", c10::IValue(meta.model_name));
+  archive.write("meta/spec", c10::IValue(c10::List<int64_t>(
+                                 {meta.spec.channels, meta.spec.height, meta.spec.width, meta.spec.classes})));
+  archive.write("meta/classes", c10::IValue(to_list(meta.classes)));
+  archive.write("meta/norm_mean", c10::IValue(to_list(meta.normalization.mean)));
+  archive.write("meta/norm_std", c10::IValue(to_list(meta.normalization.std)));
+  archive.write("meta/epoch", c10::IValue(meta.epoch));
+  archive.write("meta/step", c10::IValue(meta.step));
+  archive.write("meta/partial_loss_sum", c10::IValue(meta.partial_loss_sum));
+  archive.write("meta/partial_seconds", c10::IValue(meta.partial_seconds));
+  archive.write("meta/partial_correct", c10::IValue(meta.partial_correct));
+  archive.write("meta/partial_seen", c10::IValue(meta.partial_seen));
+  archive.write("meta/best_test_acc", c10::IValue(meta.best_test_acc));
+  archive.write("meta/last_test_acc", c10::IValue(meta.last_test_acc));
+  archive.write("meta/rng_state", meta.rng_state.defined() ? meta.rng_state : torch::empty({0}, torch::kUInt8));
+  torch::serialize::OutputArchive model_archive;
+  model.save(model_archive);
+  archive.write("model", model_archive);
+  if (optimizer) {
+    torch::serialize::OutputArchive optimizer_archive;
+    optimizer->save(optimizer_archive);
+    archive.write("optimizer", optimizer_archive);
+  }
+  write_atomically(path, [&](const std::string& tmp) { archive.save_to(tmp); });
+}
+
+CheckpointReader::CheckpointReader(const std::string& path) : path_(path) {
+  if (!std::filesystem::is_regular_file(path)) throw CheckpointError(path + ": checkpoint file not found");
+  archive_ = std::make_shared<torch::serialize::InputArchive>();
+  try {
+    archive_->load_from(path);
+  } catch (const std::exception& e) {
+    throw CheckpointError(path + ": not a readable checkpoint (corrupt or truncated file)");
+  }
+  try {
+    c10::IValue v;
+    if (!archive_->try_read("meta/format_version", v))
+      throw CheckpointError(path + ": not a maas checkpoint (no meta/format_version)");
+    if (v.toInt() != kFormatVersion)
+      throw CheckpointError(path + ": checkpoint format " + std::to_string(v.toInt()) + ", this build reads " +
+                            std::to_string(kFormatVersion));
+    auto read = [&](const char* key) {
+      c10::IValue value;
+      archive_->read(key, value);
+      return value;
+    };
+    meta_.model_name = read("meta/model_name").toStringRef();
+    auto spec = read("meta/spec").toIntVector();
+    if (spec.size() != 4) throw CheckpointError(path + ": malformed meta/spec");
+    meta_.spec = {spec[0], spec[1], spec[2], spec[3]};
+    for (const auto& s : read("meta/classes").toListRef()) meta_.classes.push_back(s.toStringRef());
+    meta_.normalization.mean = read("meta/norm_mean").toDoubleVector();
+    meta_.normalization.std = read("meta/norm_std").toDoubleVector();
+    meta_.epoch = read("meta/epoch").toInt();
+    meta_.step = read("meta/step").toInt();
+    meta_.partial_loss_sum = read("meta/partial_loss_sum").toDouble();
+    meta_.partial_seconds = read("meta/partial_seconds").toDouble();
+    meta_.partial_correct = read("meta/partial_correct").toInt();
+    meta_.partial_seen = read("meta/partial_seen").toInt();
+    meta_.best_test_acc = read("meta/best_test_acc").toDouble();
+    meta_.last_test_acc = read("meta/last_test_acc").toDouble();
+    archive_->read("meta/rng_state", meta_.rng_state);
+  } catch (const CheckpointError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw CheckpointError(path + ": malformed checkpoint metadata");
+  }
+}
+
+std::shared_ptr<ClassifierImpl> CheckpointReader::load_model() const {
+  if (!has_model(meta_.model_name))
+    throw CheckpointError(path_ + ": records model '" + meta_.model_name + "', which this build does not know");
+  auto model = make_model(meta_.model_name, meta_.spec);
+  restore_model(*model);
+  return model;
+}
+
+void CheckpointReader::restore_model(torch::nn::Module& model) const {
+  try {
+    // Module::load replaces tensors whatever their shape, so compare shapes around it.
+    std::vector<std::vector<int64_t>> expected;
+    for (const auto& t : model.parameters()) expected.push_back(t.sizes().vec());
+    torch::serialize::InputArchive model_archive;
+    archive_->read("model", model_archive);
+    model.load(model_archive);
+    const auto loaded = model.parameters();
+    bool same = loaded.size() == expected.size();
+    for (size_t i = 0; same && i < loaded.size(); ++i) same = loaded[i].sizes().vec() == expected[i];
+    if (!same) throw std::runtime_error("shape mismatch");
+  } catch (const std::exception& e) {
+    throw CheckpointError(path_ + ": weights do not fit model '" + meta_.model_name +
+                          "' (different architecture or data shape?)");
+  }
+}
+
+void CheckpointReader::restore_optimizer(torch::optim::Optimizer& optimizer) const {
+  try {
+    torch::serialize::InputArchive optimizer_archive;
+    archive_->read("optimizer", optimizer_archive);
+    optimizer.load(optimizer_archive);
+  } catch (const std::exception& e) {
+    throw CheckpointError(path_ + ": optimizer state missing or does not fit the model");
+  }
+}
+
+}  // namespace maas

@@ -1,0 +1,60 @@
+// Training checkpoints: weights, optimizer state, progress and what is needed to rebuild the model.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "dataset.h"
+#include "models.h"
+
+namespace maas {
+
+// Thrown for a missing, corrupt, truncated or mismatched checkpoint; the message names the file.
+class CheckpointError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Everything a checkpoint records besides the tensors of the model and the optimizer.
+struct CheckpointMeta {
+  std::string model_name;
+  ModelSpec spec;
+  std::vector<std::string> classes;
+  Normalization normalization;
+  int64_t epoch = 0;  // epochs fully completed
+  int64_t step = 0;   // batches done in epoch `epoch + 1` (non-zero only after an interruption)
+  // Running sums of the partial epoch, so a resumed epoch reports the same averages.
+  double partial_loss_sum = 0, partial_seconds = 0;
+  int64_t partial_correct = 0, partial_seen = 0;
+  double best_test_acc = -1;  // best test accuracy (fraction) seen so far; -1 before any
+  double last_test_acc = -1;  // test accuracy after epoch `epoch`
+  torch::Tensor rng_state;    // torch's default CPU generator, so later random ops continue identically
+};
+
+// Writes meta, model and (if given) optimizer to `path` atomically.
+void save_checkpoint(const std::string& path, const CheckpointMeta& meta, torch::nn::Module& model,
+                     torch::optim::Optimizer* optimizer);
+
+// An opened checkpoint: the metadata is read at once; tensors are restored on request.
+class CheckpointReader {
+ public:
+  // Throws CheckpointError when the file is missing, not a maas checkpoint, or corrupt.
+  explicit CheckpointReader(const std::string& path);
+  const CheckpointMeta& meta() const { return meta_; }
+  // Builds the recorded architecture from the registry and loads its weights.
+  std::shared_ptr<ClassifierImpl> load_model() const;
+  // Loads weights into an existing model; throws CheckpointError if shapes or names differ.
+  void restore_model(torch::nn::Module& model) const;
+  void restore_optimizer(torch::optim::Optimizer& optimizer) const;
+
+ private:
+  std::string path_;
+  std::shared_ptr<torch::serialize::InputArchive> archive_;
+  CheckpointMeta meta_;
+};
+
+}  // namespace maas

@@ -1,0 +1,57 @@
+// Run configuration for maas-train: plain structs with defaults, loaded from YAML plus --set overrides.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace maas {
+
+// Thrown for any invalid configuration; the message names the key and where its value came from.
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct DataOptions {
+  std::string dataset = "cifar10";               // "cifar10" or "fashion-mnist"
+  std::string root = "data/cifar-10-batches-bin";  // folder holding the data set's files
+  int64_t train_limit = 0;                       // use the first N training images; 0 = all
+  int64_t test_limit = 0;                        // use the first N test images; 0 = all
+};
+
+struct ModelOptions {
+  std::string name = "cnn";  // a name from the model registry (models.h)
+};
+
+struct TrainOptions {
+  int64_t epochs = 10;
+  int64_t batch_size = 32;
+  int64_t eval_batch_size = 500;  // evaluation only; does not change results
+  double lr = 1e-3;               // Adam learning rate
+  int64_t seed = 0;               // seeds weight init and shuffling: same seed, same run
+  int64_t threads = 0;            // LibTorch intra-op threads; 0 = all cores
+  bool channels_last = true;      // NHWC memory format: faster oneDNN convolutions, same maths
+};
+
+struct RunConfig {
+  DataOptions data;
+  ModelOptions model;
+  TrainOptions train;
+};
+
+// Loads `path` (YAML), then applies each "key=value" of `overrides` (value parsed as YAML).
+// Requires: keys are dotted ("train.epochs"). Guarantees: every key is known, every value has
+// the right type and range; otherwise throws ConfigError naming the key and "file:line" or
+// "--set". An empty `path` starts from the defaults.
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides);
+
+// Parses YAML text (what `to_yaml` writes); `origin` names it in errors.
+RunConfig parse_run_config(const std::string& yaml_text, const std::string& origin,
+                           const std::vector<std::string>& overrides = {});
+
+// The full resolved configuration as YAML, every key present; parse_run_config reads it back.
+std::string to_yaml(const RunConfig& config);
+
+}  // namespace maas

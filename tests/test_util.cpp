@@ -1,0 +1,68 @@
+// Test helpers.
+#include "test_util.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <stdexcept>
+
+namespace maas::testing {
+namespace fs = std::filesystem;
+
+TempDir::TempDir() {
+  std::string pattern = (fs::temp_directory_path() / "maas-test-XXXXXX").string();
+  if (!mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
+  path_ = pattern;
+}
+
+TempDir::~TempDir() {
+  std::error_code ignored;
+  fs::remove_all(path_, ignored);
+}
+
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out << bytes;
+  if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+namespace {
+
+std::string tiny_cifar_records(int64_t count, std::mt19937_64& rng) {
+  std::string bytes;
+  std::uniform_int_distribution<int> noise(-40, 40);
+  for (int64_t i = 0; i < count; ++i) {
+    const int label = static_cast<int>(i % 10);
+    bytes.push_back(static_cast<char>(label));
+    for (int c = 0; c < 3; ++c) {
+      for (int y = 0; y < 32; ++y) {
+        for (int x = 0; x < 32; ++x) {
+          const int base = ((label >> c) & 1) ? 180 : 60;
+          const int stripe = ((label >= 8 ? x : y) / (1 + label % 4)) % 2 ? 30 : -30;
+          bytes.push_back(static_cast<char>(std::clamp(base + stripe + noise(rng), 0, 255)));
+        }
+      }
+    }
+  }
+  return bytes;
+}
+
+}  // namespace
+
+void write_tiny_cifar(const std::string& dir, int64_t per_file, int64_t test, uint64_t seed) {
+  fs::create_directories(dir);
+  std::mt19937_64 rng(seed);
+  for (int i = 1; i <= 5; ++i)
+    write_bytes(dir + "/data_batch_" + std::to_string(i) + ".bin", tiny_cifar_records(per_file, rng));
+  write_bytes(dir + "/test_batch.bin", tiny_cifar_records(test, rng));
+}
+
+std::string shared_cifar_dir() {
+  std::string dir = std::getenv("MAAS_CIFAR10_DIR") ? std::getenv("MAAS_CIFAR10_DIR")
+                                                    : std::string(MAAS_SOURCE_DIR) + "/data/cifar-10-batches-bin";
+  return fs::exists(dir + "/data_batch_1.bin") ? dir : "";
+}
+
+}  // namespace maas::testing

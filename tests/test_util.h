@@ -1,0 +1,34 @@
+// Shared test helpers: temporary folders and small generated data sets.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace maas::testing {
+
+// A fresh folder under the system temp dir, removed with everything in it on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// Writes a learnable CIFAR-10-layout data set into `dir`: each class has its own colour and
+// stripe pattern plus noise. `per_file` records in each of the five train files, `test` in the test file.
+void write_tiny_cifar(const std::string& dir, int64_t per_file, int64_t test, uint64_t seed = 1);
+
+// Writes raw bytes to a file.
+void write_bytes(const std::string& path, const std::string& bytes);
+
+// The shared CIFAR-10 folder if the tests can use it ($MAAS_CIFAR10_DIR, else
+// data/cifar-10-batches-bin in the source tree), or "" when absent.
+std::string shared_cifar_dir();
+
+}  // namespace maas::testing

@@ -1,0 +1,104 @@
+// maas-train: command-line entry point; parses flags, handles signals, maps errors to exit codes.
+#include <cxxopts.hpp>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <ctime>
+#include <filesystem>
+#include <iostream>
+
+#include "checkpoint.h"
+#include "config.h"
+#include "dataset.h"
+#include "trainer.h"
+
+namespace {
+
+// A wrong combination of flags: exit code 2, like cxxopts' own parse errors.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+std::atomic<bool> g_stop_requested{false};  // set by SIGINT/SIGTERM; the loop stops after the batch
+
+void on_signal(int) {
+  g_stop_requested = true;
+  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C kills at once
+  std::signal(SIGTERM, SIG_DFL);
+}
+
+std::string default_run_dir(const maas::RunConfig& config) {
+  char stamp[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
+  return "runs/" + config.model.name + "-" + config.data.dataset + "-" + stamp;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  cxxopts::Options options("maas-train", "Train an image classifier with LibTorch (Adam, cross-entropy).");
+  options.add_options()
+      ("c,config", "YAML config file (e.g. configs/cifar10_cnn.yaml)", cxxopts::value<std::string>())
+      ("set", "override a config key, e.g. --set train.epochs=1 (repeatable)",
+       cxxopts::value<std::vector<std::string>>())
+      ("o,out", "run directory (default: runs/<model>-<dataset>-<time>)", cxxopts::value<std::string>())
+      ("resume", "continue the run in --out from its last checkpoint")
+      ("h,help", "show this help");
+  std::string run_dir;
+  try {
+    auto args = options.parse(argc, argv);
+    if (args.count("help")) {
+      std::cout << options.help() << "\nKeys for --set: data.dataset data.root data.train_limit data.test_limit "
+                                     "model.name train.epochs train.batch_size train.eval_batch_size train.lr "
+                                     "train.seed train.threads train.channels_last\n";
+      return 0;
+    }
+    if (!args.unmatched().empty()) throw UsageError("unexpected argument '" + args.unmatched()[0] + "'");
+    const bool resume = args.count("resume") > 0;
+    const auto overrides = args.count("set") ? args["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
+    maas::RunConfig config;
+    if (resume) {
+      if (!args.count("out")) throw UsageError("--resume needs --out RUN_DIR (the run to continue)");
+      if (args.count("config"))
+        throw UsageError("--resume reads RUN_DIR/config.yaml; drop --config (use --set to change keys)");
+      run_dir = args["out"].as<std::string>();
+      if (!std::filesystem::exists(maas::run_config_path(run_dir)))
+        throw maas::CheckpointError(run_dir + ": no config.yaml, so not a maas-train run directory");
+      config = maas::load_run_config(maas::run_config_path(run_dir), overrides);
+    } else {
+      if (!args.count("config")) throw UsageError("--config FILE is required (see configs/)");
+      config = maas::load_run_config(args["config"].as<std::string>(), overrides);
+      run_dir = args.count("out") ? args["out"].as<std::string>() : default_run_dir(config);
+      if (std::filesystem::exists(maas::last_checkpoint_path(run_dir)))
+        throw maas::CheckpointError(run_dir + " already holds a run; add --resume to continue it, or pick another --out");
+    }
+
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+    maas::TrainHooks hooks;
+    hooks.should_stop = [] { return g_stop_requested.load(); };
+    hooks.log = &std::cerr;
+    hooks.progress_bar = ::isatty(STDERR_FILENO) != 0;
+    const auto result = maas::train(config, run_dir, resume, hooks);
+    if (result.interrupted) {
+      std::cerr << "stopped; continue with: maas-train --out " << run_dir << " --resume\n";
+      return 130;
+    }
+    std::cerr << "done: best test accuracy " << 100 * result.best_test_acc << "%; run directory " << run_dir << "\n";
+    return 0;
+  } catch (const cxxopts::exceptions::exception& e) {
+    std::cerr << "maas-train: " << e.what() << " (see --help)\n";
+    return 2;
+  } catch (const UsageError& e) {
+    std::cerr << "maas-train: " << e.what() << " (see --help)\n";
+    return 2;
+  } catch (const maas::ConfigError& e) {
+    std::cerr << "maas-train: config error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "maas-train: error: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,242 @@
+// The training loop, top to bottom: data, model, optimizer, epochs (train, evaluate, checkpoint).
+#include "trainer.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
+#include <thread>
+
+#include "checkpoint.h"
+#include "dataset.h"
+#include "files.h"
+#include "models.h"
+#include "progress.h"
+
+namespace maas {
+namespace fs = std::filesystem;
+
+std::string run_config_path(const std::string& run_dir) { return run_dir + "/config.yaml"; }
+std::string last_checkpoint_path(const std::string& run_dir) { return run_dir + "/last.pt"; }
+std::string best_checkpoint_path(const std::string& run_dir) { return run_dir + "/best.pt"; }
+std::string metrics_path(const std::string& run_dir) { return run_dir + "/metrics.csv"; }
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+const char* kMetricsHeader = "epoch,train_loss,train_acc,test_loss,test_acc,lr,images_per_s,seconds";
+
+std::string metrics_csv(const std::vector<EpochMetrics>& history) {
+  std::ostringstream out;
+  out << kMetricsHeader << "\n" << std::setprecision(6);
+  for (const auto& m : history)
+    out << m.epoch << "," << m.train_loss << "," << m.train_acc << "," << m.test_loss << "," << m.test_acc << ","
+        << m.lr << "," << m.images_per_s << "," << m.seconds << "\n";
+  return out.str();
+}
+
+// Rows of an existing metrics.csv up to and including `last_epoch` (for resume).
+std::vector<EpochMetrics> read_metrics(const std::string& path, int64_t last_epoch) {
+  std::vector<EpochMetrics> rows;
+  std::ifstream in(path);
+  std::string line;
+  if (!in || !std::getline(in, line) || line != kMetricsHeader) return rows;
+  while (std::getline(in, line)) {
+    EpochMetrics m;
+    char c;
+    std::istringstream row(line);
+    if (!(row >> m.epoch >> c >> m.train_loss >> c >> m.train_acc >> c >> m.test_loss >> c >> m.test_acc >> c >>
+          m.lr >> c >> m.images_per_s >> c >> m.seconds))
+      continue;
+    if (m.epoch <= last_epoch) rows.push_back(m);
+  }
+  return rows;
+}
+
+// Each epoch's order depends only on (seed, epoch), so a resumed run shuffles identically.
+torch::Tensor epoch_order(int64_t n, int64_t seed, int64_t epoch) {
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed) * 1000003ULL +
+                                                            static_cast<uint64_t>(epoch));
+  return torch::randperm(n, generator, torch::kInt64);
+}
+
+// Pixels of the chosen images, normalized, in the layout the model runs fastest in.
+torch::Tensor make_batch(const ImageSet& set, const torch::Tensor& index, const Normalization& norm,
+                         bool channels_last) {
+  auto x = norm.apply(set.images.index_select(0, index));
+  return channels_last ? x.contiguous(torch::MemoryFormat::ChannelsLast) : x;
+}
+
+struct Evaluation {
+  double loss = 0, acc = 0;
+};
+
+Evaluation evaluate(ClassifierImpl& model, const ImageSet& set, const Normalization& norm, int64_t batch_size,
+                    bool channels_last) {
+  model.eval();
+  torch::NoGradGuard no_grad;
+  double loss_sum = 0;
+  int64_t correct = 0;
+  for (int64_t begin = 0; begin < set.size(); begin += batch_size) {
+    const int64_t end = std::min(set.size(), begin + batch_size);
+    auto index = torch::arange(begin, end, torch::kInt64);
+    auto logits = model.forward(make_batch(set, index, norm, channels_last));
+    auto labels = set.labels.slice(0, begin, end);
+    loss_sum += torch::cross_entropy_loss(logits, labels, {}, at::Reduction::Sum).item<double>();
+    correct += logits.argmax(1).eq(labels).sum().item<int64_t>();
+  }
+  model.train();
+  return {loss_sum / static_cast<double>(set.size()), static_cast<double>(correct) / static_cast<double>(set.size())};
+}
+
+void to_channels_last(torch::nn::Module& model) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : model.parameters())
+    if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
+}
+
+std::string epoch_line(const EpochMetrics& m, int64_t epochs) {
+  std::ostringstream out;
+  out << "epoch " << m.epoch << "/" << epochs << std::fixed << std::setprecision(4) << "  train_loss " << m.train_loss
+      << std::setprecision(2) << "  train_acc " << 100 * m.train_acc << "%" << std::setprecision(4) << "  test_loss "
+      << m.test_loss << std::setprecision(2) << "  test_acc " << 100 * m.test_acc << "%" << std::setprecision(0)
+      << "  " << m.images_per_s << " img/s" << std::setprecision(1) << "  " << m.seconds << " s";
+  return out.str();
+}
+
+}  // namespace
+
+TrainResult train(const RunConfig& config, const std::string& run_dir, bool resume, const TrainHooks& hooks) {
+  const auto& opt = config.train;
+  std::ostream* log = hooks.log;
+  torch::set_num_threads(opt.threads > 0 ? static_cast<int>(opt.threads)
+                                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+
+  // Data: uint8 in memory, normalized batch by batch.
+  const ImageSet train_set = load_dataset(config.data.dataset, config.data.root, Split::kTrain).head(config.data.train_limit);
+  const ImageSet test_set = load_dataset(config.data.dataset, config.data.root, Split::kTest).head(config.data.test_limit);
+  const ModelSpec spec{train_set.channels(), train_set.height(), train_set.width(),
+                       static_cast<int64_t>(train_set.classes.size())};
+
+  // Model and optimizer, fresh or from the last checkpoint.
+  fs::create_directories(run_dir);
+  CheckpointMeta meta;
+  meta.model_name = config.model.name;
+  meta.spec = spec;
+  meta.classes = train_set.classes;
+  torch::manual_seed(static_cast<uint64_t>(opt.seed));
+  auto model = make_model(config.model.name, spec);
+  torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(opt.lr));
+  if (resume) {
+    CheckpointReader checkpoint(last_checkpoint_path(run_dir));
+    if (checkpoint.meta().model_name != meta.model_name || checkpoint.meta().spec.channels != spec.channels ||
+        checkpoint.meta().spec.height != spec.height || checkpoint.meta().spec.classes != spec.classes)
+      throw CheckpointError(last_checkpoint_path(run_dir) + ": was trained with model '" +
+                            checkpoint.meta().model_name + "' on other data than this config describes");
+    checkpoint.restore_model(*model);
+    checkpoint.restore_optimizer(optimizer);
+    meta = checkpoint.meta();
+    if (meta.rng_state.numel() > 0) {
+      auto generator = at::detail::getDefaultCPUGenerator();
+      generator.set_state(meta.rng_state);
+    }
+  } else {
+    meta.normalization = Normalization::of(train_set.images);
+  }
+  if (opt.channels_last) to_channels_last(*model);
+  model->train();
+  write_text_atomically(run_config_path(run_dir), to_yaml(config));
+
+  TrainResult result;
+  result.history = read_metrics(metrics_path(run_dir), meta.epoch);
+  result.best_test_acc = std::max(0.0, meta.best_test_acc);
+  if (log) {
+    *log << "model '" << meta.model_name << "':\n" << model_summary(*model, spec);
+    *log << "data: " << train_set.size() << " train / " << test_set.size() << " test images of " << spec.channels
+         << "x" << spec.height << "x" << spec.width << ", " << spec.classes << " classes; run directory " << run_dir
+         << "\n";
+    if (resume) *log << "resuming after epoch " << meta.epoch << ", batch " << meta.step << "\n";
+  }
+
+  const int64_t n = train_set.size();
+  const int64_t steps = (n + opt.batch_size - 1) / opt.batch_size;
+  ProgressBar bar(log, hooks.progress_bar);
+  auto save_last = [&] { save_checkpoint(last_checkpoint_path(run_dir), meta, *model, &optimizer); };
+
+  for (int64_t epoch = meta.epoch + 1; epoch <= opt.epochs; ++epoch) {
+    const auto epoch_start = Clock::now();
+    const torch::Tensor order = epoch_order(n, opt.seed, epoch);
+    bar.start("epoch " + std::to_string(epoch) + "/" + std::to_string(opt.epochs), steps, meta.step);
+    for (int64_t step = meta.step; step < steps; ++step) {
+      const auto batch_start = Clock::now();
+      const auto index = order.slice(0, step * opt.batch_size, std::min(n, (step + 1) * opt.batch_size));
+      const auto images = make_batch(train_set, index, meta.normalization, opt.channels_last);
+      const auto labels = train_set.labels.index_select(0, index);
+
+      optimizer.zero_grad();
+      const auto logits = model->forward(images);
+      const auto loss = torch::cross_entropy_loss(logits, labels);
+      loss.backward();
+      optimizer.step();
+
+      const int64_t count = index.size(0);
+      meta.partial_loss_sum += loss.item<double>() * static_cast<double>(count);
+      meta.partial_correct += logits.argmax(1).eq(labels).sum().item<int64_t>();
+      meta.partial_seen += count;
+      meta.partial_seconds += std::chrono::duration<double>(Clock::now() - batch_start).count();
+      meta.step = step + 1;
+      const double seen = static_cast<double>(meta.partial_seen);
+      bar.update(step + 1, meta.partial_loss_sum / seen, static_cast<double>(meta.partial_correct) / seen,
+                 seen / meta.partial_seconds);
+
+      if (hooks.should_stop() && step + 1 < steps) {
+        meta.rng_state = at::detail::getDefaultCPUGenerator().get_state();
+        save_last();
+        bar.finish("interrupted in epoch " + std::to_string(epoch) + " after batch " + std::to_string(step + 1) +
+                   "/" + std::to_string(steps) + "; checkpoint written to " + last_checkpoint_path(run_dir));
+        result.interrupted = true;
+        return result;
+      }
+    }
+
+    const Evaluation test = evaluate(*model, test_set, meta.normalization, opt.eval_batch_size, opt.channels_last);
+    EpochMetrics m;
+    m.epoch = epoch;
+    m.train_loss = meta.partial_loss_sum / static_cast<double>(meta.partial_seen);
+    m.train_acc = static_cast<double>(meta.partial_correct) / static_cast<double>(meta.partial_seen);
+    m.test_loss = test.loss;
+    m.test_acc = test.acc;
+    m.lr = opt.lr;
+    m.images_per_s = static_cast<double>(meta.partial_seen) / meta.partial_seconds;
+    m.seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+    result.history.push_back(m);
+
+    meta.epoch = epoch;
+    meta.step = 0;
+    meta.partial_loss_sum = meta.partial_seconds = 0;
+    meta.partial_correct = meta.partial_seen = 0;
+    meta.last_test_acc = test.acc;
+    meta.rng_state = at::detail::getDefaultCPUGenerator().get_state();
+    const bool best = test.acc > meta.best_test_acc;
+    if (best) meta.best_test_acc = test.acc;
+    result.best_test_acc = meta.best_test_acc;
+    save_last();
+    if (best) save_checkpoint(best_checkpoint_path(run_dir), meta, *model, &optimizer);
+    write_text_atomically(metrics_path(run_dir), metrics_csv(result.history));
+    bar.finish(epoch_line(m, opt.epochs) + (best ? "  (best)" : ""));
+
+    if (hooks.should_stop() && epoch < opt.epochs) {
+      result.interrupted = true;
+      if (log) *log << "interrupted after epoch " << epoch << "; checkpoint written to " << last_checkpoint_path(run_dir) << "\n";
+      return result;
+    }
+  }
+  return result;
+}
+
+}  // namespace maas
