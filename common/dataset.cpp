@@ -169,17 +169,20 @@ Normalization Normalization::of(const torch::Tensor& images) {
   return norm;
 }
 
+torch::Tensor Normalization::scale() const {
+  std::vector<float> v;
+  for (double s : std) v.push_back(static_cast<float>(1.0 / (255.0 * s)));
+  return torch::tensor(v).view({1, static_cast<int64_t>(v.size()), 1, 1});
+}
+
+torch::Tensor Normalization::shift() const {
+  std::vector<float> v;
+  for (size_t i = 0; i < mean.size(); ++i) v.push_back(static_cast<float>(-mean[i] / std[i]));
+  return torch::tensor(v).view({1, static_cast<int64_t>(v.size()), 1, 1});
+}
+
 torch::Tensor Normalization::apply(const torch::Tensor& pixels) const {
-  const auto c = static_cast<int64_t>(mean.size());
-  std::vector<float> scale(c), shift(c);
-  for (int64_t i = 0; i < c; ++i) {
-    scale[i] = static_cast<float>(1.0 / (255.0 * std[i]));
-    shift[i] = static_cast<float>(-mean[i] / std[i]);
-  }
-  auto opts = torch::TensorOptions().dtype(torch::kFloat32);
-  auto s = torch::tensor(scale, opts).view({1, c, 1, 1});
-  auto b = torch::tensor(shift, opts).view({1, c, 1, 1});
-  return torch::addcmul(b, pixels.to(torch::kFloat32), s);
+  return torch::addcmul(shift(), pixels.to(torch::kFloat32), scale());
 }
 
 }  // namespace maas

@@ -59,8 +59,12 @@ struct Normalization {
   // Mean and standard deviation of each channel over `images` (uint8 [N, C, H, W]).
   static Normalization of(const torch::Tensor& images);
 
-  // uint8 or float pixels 0..255 [N, C, H, W] -> normalized float32, same shape.
+  // uint8 or float pixels 0..255 [N, C, H, W] -> normalized float32, same shape:
+  // shift + pixels * scale, with scale = 1 / (255 std) and shift = -mean / std, both [1, C, 1, 1].
+  // Exported artifacts compute exactly this, with scale() and shift() stored as buffers.
   torch::Tensor apply(const torch::Tensor& pixels) const;
+  torch::Tensor scale() const;
+  torch::Tensor shift() const;
 };
 
 }  // namespace maas

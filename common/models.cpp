@@ -55,6 +55,18 @@ torch::Tensor CnnImpl::forward(torch::Tensor x) {
   return x.flatten(1);
 }
 
+// Keep in step with CnnImpl::forward; the golden test (tests/export_test.cpp) compares the two.
+std::string CnnImpl::torchscript_classify() const {
+  return R"(
+def classify(self, x: Tensor) -> Tensor:
+    x = torch.relu(torch.max_pool2d(torch.conv2d(x, self.conv1.w(), self.conv1.bias), 2))
+    x = torch.relu(torch.max_pool2d(torch.conv2d(x, self.conv2.w(), self.conv2.bias), 2))
+    x = torch.relu(torch.conv2d(x, self.conv3.w(), self.conv3.bias))
+    x = torch.relu(torch.linear(torch.flatten(x, 1), self.fc1.w(), self.fc1.bias))
+    return torch.linear(x, self.fc2.w(), self.fc2.bias)
+)";
+}
+
 std::shared_ptr<ClassifierImpl> make_model(const std::string& name, const ModelSpec& spec) {
   auto it = registry().find(name);
   if (it == registry().end()) throw std::invalid_argument("unknown model '" + name + "'");

@@ -21,6 +21,10 @@ struct ModelSpec {
 class ClassifierImpl : public torch::nn::Module {
  public:
   virtual torch::Tensor forward(torch::Tensor images) = 0;
+  // The same computation as forward() in TorchScript: the source of a method
+  // `classify(self, x: Tensor) -> Tensor`. Each layer is a submodule named as in this module
+  // ("conv1") with a method w() giving its float weight and an attribute `bias`; see torchscript.h.
+  virtual std::string torchscript_classify() const = 0;
 };
 
 // The seed CNN: Conv(C->32,3x3) ReLU MaxPool2, Conv(32->64,3x3) ReLU MaxPool2, Conv(64->64,3x3)
@@ -30,6 +34,7 @@ class CnnImpl : public ClassifierImpl {
   // Throws std::invalid_argument when the input is too small for the three valid convolutions.
   explicit CnnImpl(const ModelSpec& spec);
   torch::Tensor forward(torch::Tensor images) override;
+  std::string torchscript_classify() const override;
 
  private:
   torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr}, conv3_{nullptr};

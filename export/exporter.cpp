@@ -1,0 +1,206 @@
+// Export steps: load, build, verify, optimize, save, each reported with its time.
+#include "exporter.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+#include <iomanip>
+#include <nlohmann/json.hpp>
+#include <ostream>
+#include <sstream>
+
+#include "checkpoint.h"
+#include "config.h"
+#include "files.h"
+
+namespace maas {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+// Prints "step ... done in X ms" lines.
+class StepLog {
+ public:
+  explicit StepLog(std::ostream* out) : out_(out) {}
+  void begin(const std::string& step) {
+    started_ = Clock::now();
+    if (out_) *out_ << std::left << std::setw(10) << step << std::flush;
+  }
+  void end(const std::string& detail) {
+    const double ms = std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
+    if (out_) *out_ << detail << "  (" << std::fixed << std::setprecision(0) << ms << " ms)\n" << std::flush;
+  }
+
+ private:
+  std::ostream* out_;
+  Clock::time_point started_;
+};
+
+json yaml_to_json(const YAML::Node& node) {
+  if (node.IsMap()) {
+    json j = json::object();
+    for (const auto& kv : node) j[kv.first.as<std::string>()] = yaml_to_json(kv.second);
+    return j;
+  }
+  const std::string s = node.Scalar();
+  if (s == "true" || s == "false") return s == "true";
+  try {
+    size_t used = 0;
+    const long long i = std::stoll(s, &used);
+    if (used == s.size()) return i;
+    const double d = std::stod(s, &used);
+    if (used == s.size()) return d;
+  } catch (const std::exception&) {
+  }
+  return s;
+}
+
+std::string utc_now() {
+  char stamp[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  return stamp;
+}
+
+std::string checkpoint_path(const ExportOptions& o) {
+  if (o.checkpoint == "best") return o.run_dir + "/best.pt";
+  if (o.checkpoint == "last") return o.run_dir + "/last.pt";
+  return o.checkpoint;
+}
+
+// Accuracy of `logits_of` (a batch of uint8 images -> logits) on the whole set.
+template <typename Fn>
+double accuracy(const ImageSet& set, Fn&& logits_of) {
+  int64_t correct = 0;
+  for (int64_t begin = 0; begin < set.size(); begin += 500) {
+    const int64_t end = std::min(set.size(), begin + 500);
+    correct += logits_of(set.images.slice(0, begin, end)).argmax(1).eq(set.labels.slice(0, begin, end)).sum().template item<int64_t>();
+  }
+  return static_cast<double>(correct) / static_cast<double>(set.size());
+}
+
+std::string serialize(const torch::jit::Module& module, const std::string& metadata) {
+  std::ostringstream bytes;
+  module.save(bytes, {{kMetadataFile, metadata}});
+  return bytes.str();
+}
+
+}  // namespace
+
+ExportReport export_run(const ExportOptions& options, std::ostream* log) {
+  torch::NoGradGuard no_grad;
+  StepLog step(log);
+  ExportReport report;
+
+  step.begin("load");
+  if (!std::filesystem::is_directory(options.run_dir))
+    throw CheckpointError(options.run_dir + ": run directory not found");
+  const std::string config_file = options.run_dir + "/config.yaml";
+  if (!std::filesystem::exists(config_file))
+    throw CheckpointError(options.run_dir + ": no config.yaml, so not a maas-train run directory");
+  const RunConfig config = load_run_config(config_file, {});
+  const std::string ckpt_file = checkpoint_path(options);
+  const CheckpointReader checkpoint(ckpt_file);
+  const CheckpointMeta& meta = checkpoint.meta();
+  if (meta.model_name != config.model.name)
+    throw CheckpointError(ckpt_file + ": holds model '" + meta.model_name + "' but " + config_file + " says '" +
+                          config.model.name + "'");
+  const ImageSet test_set = load_dataset(config.data.dataset, config.data.root, Split::kTest);
+  if (test_set.channels() != meta.spec.channels || test_set.height() != meta.spec.height ||
+      test_set.width() != meta.spec.width)
+    throw CheckpointError(ckpt_file + ": trained on " + std::to_string(meta.spec.channels) + "x" +
+                          std::to_string(meta.spec.height) + "x" + std::to_string(meta.spec.width) +
+                          " images, but the config's data set has other shapes");
+  step.end(ckpt_file + ": model '" + meta.model_name + "', epoch " + std::to_string(meta.epoch) + ", test acc " +
+           std::to_string(100 * meta.last_test_acc).substr(0, 5) + "%; " + std::to_string(test_set.size()) +
+           " test images");
+
+  step.begin("build");
+  auto trained = checkpoint.load_model();
+  trained->eval();
+  const int64_t parameters = parameter_count(*trained);
+  auto module = build_torchscript(*trained, meta.model_name, meta.spec, meta.normalization, meta.classes,
+                                  options.weights);
+  step.end(std::string(options.weights == WeightFormat::kInt8 ? "int8" : "float32") + " TorchScript module, " +
+           std::to_string(parameters) + " parameters");
+
+  json metadata = {
+      {"format_version", kArtifactFormatVersion},
+      {"maas_version", MAAS_VERSION},
+      {"created", utc_now()},
+      {"model", {{"name", meta.model_name},
+                 {"architecture", trained->torchscript_classify()},
+                 {"parameters", parameters},
+                 {"weights", options.weights == WeightFormat::kInt8 ? "int8" : "float32"},
+                 {"frozen", options.optimize}}},
+      {"dataset", config.data.dataset},
+      {"input", {{"name", "images"},
+                 {"dtype", {"uint8", "float32"}},
+                 {"shape", {-1, meta.spec.channels, meta.spec.height, meta.spec.width}},
+                 {"layout", "NCHW"},
+                 {"range", {0, 255}}}},
+      {"output", {{"name", "logits"}, {"dtype", "float32"}, {"shape", {-1, meta.spec.classes}}}},
+      {"classes", meta.classes},
+      {"normalization", {{"mean", meta.normalization.mean}, {"std", meta.normalization.std},
+                         {"formula", "(pixels / 255 - mean) / std, per channel, inside forward()"}}},
+      {"training", {{"config", yaml_to_json(YAML::Load(to_yaml(config)))},
+                    {"checkpoint", std::filesystem::path(ckpt_file).filename().string()},
+                    {"epoch", meta.epoch},
+                    {"final_test_acc", meta.last_test_acc},
+                    {"best_test_acc", meta.best_test_acc}}},
+  };
+
+  if (options.optimize) {
+    step.begin("optimize");
+    module = torch::jit::freeze(module);
+    step.end("frozen (parameters folded into constants)");
+  }
+
+  step.begin("verify");
+  const std::string bytes = serialize(module, metadata.dump(2));
+  const Artifact reloaded = load_artifact_from_bytes(bytes, options.out);
+  auto artifact_logits = [&](const torch::Tensor& pixels) {
+    return reloaded.module.get_method("forward")({pixels}).toTensor();
+  };
+  auto trained_logits = [&](const torch::Tensor& pixels) { return trained->forward(meta.normalization.apply(pixels)); };
+  const int64_t n = std::min(test_set.size(), std::max<int64_t>(options.verify_images, 256));
+  const auto pixels = test_set.images.slice(0, 0, n);
+  const auto expected = trained_logits(pixels);
+  const auto got = artifact_logits(pixels);
+  report.verified_images = n;
+  report.max_abs_diff = (expected - got).abs().max().item<double>();
+  report.argmax_mismatches = expected.argmax(1).ne(got.argmax(1)).sum().item<int64_t>();
+  report.trained_test_acc = accuracy(test_set, trained_logits);
+  report.artifact_test_acc = accuracy(test_set, artifact_logits);
+  std::ostringstream summary;
+  summary << std::setprecision(3) << n << " images: max |logit diff| " << report.max_abs_diff << ", top-1 mismatches "
+          << report.argmax_mismatches << "; test accuracy trained " << 100 * report.trained_test_acc << "%, artifact "
+          << 100 * report.artifact_test_acc << "%";
+  step.end(summary.str());
+  if (options.weights == WeightFormat::kFloat32 &&
+      (report.max_abs_diff > options.max_abs_diff || report.argmax_mismatches > 0))
+    throw ArtifactError("verification failed: the artifact differs from the trained model (max |diff| " +
+                        std::to_string(report.max_abs_diff) + " > " + std::to_string(options.max_abs_diff) +
+                        " or top-1 mismatches); nothing written");
+  if (options.weights == WeightFormat::kInt8 &&
+      report.trained_test_acc - report.artifact_test_acc > options.max_accuracy_drop)
+    throw ArtifactError("verification failed: int8 weights lose " +
+                        std::to_string(100 * (report.trained_test_acc - report.artifact_test_acc)) +
+                        " points of test accuracy; nothing written");
+
+  step.begin("save");
+  metadata["verification"] = {{"images", n},
+                              {"max_abs_diff", report.max_abs_diff},
+                              {"argmax_mismatches", report.argmax_mismatches},
+                              {"trained_test_acc", report.trained_test_acc},
+                              {"artifact_test_acc", report.artifact_test_acc}};
+  save_artifact(module, metadata.dump(2), options.out);
+  report.file_bytes = static_cast<int64_t>(std::filesystem::file_size(options.out));
+  step.end(options.out + ", " + std::to_string(report.file_bytes) + " bytes");
+  return report;
+}
+
+}  // namespace maas

@@ -1,0 +1,36 @@
+// maas-export: turns a maas-train run into a verified TorchScript artifact (see artifact.h).
+#pragma once
+
+#include <iosfwd>
+#include <string>
+
+#include "artifact.h"
+
+namespace maas {
+
+struct ExportOptions {
+  std::string run_dir;                         // a maas-train run directory (config.yaml + checkpoints)
+  std::string out;                             // where the artifact is written
+  std::string checkpoint = "best";             // "best", "last", or a checkpoint file path
+  bool optimize = false;                       // freeze: fold parameters into constants
+  WeightFormat weights = WeightFormat::kFloat32;  // kInt8 for --quantize int8
+  int64_t verify_images = 512;                 // FP32: test images compared logit by logit (>= 256)
+  double max_abs_diff = 1e-4;                  // FP32: largest allowed logit difference
+  double max_accuracy_drop = 0.01;             // int8: largest allowed test-accuracy loss (fraction)
+};
+
+struct ExportReport {
+  int64_t verified_images = 0;
+  double max_abs_diff = 0;        // trained model vs. artifact, over the verified images
+  int64_t argmax_mismatches = 0;  // images whose top class differs
+  double trained_test_acc = 0;    // trained model on the whole test set
+  double artifact_test_acc = 0;   // artifact on the whole test set
+  int64_t file_bytes = 0;
+};
+
+// Exports, verifies (before anything is written) and saves. Progress goes to `log` (may be null).
+// Throws ConfigError/CheckpointError/DataError/ArtifactError with a message naming the problem;
+// on a failed verification the output file is not created.
+ExportReport export_run(const ExportOptions& options, std::ostream* log);
+
+}  // namespace maas

@@ -1,0 +1,51 @@
+// maas-export: command-line entry point.
+#include <cxxopts.hpp>
+
+#include <iostream>
+
+#include "config.h"
+#include "exporter.h"
+
+int main(int argc, char** argv) {
+  cxxopts::Options options("maas-export", "Turn a maas-train run into a verified, self-describing TorchScript file.");
+  options.add_options()
+      ("run", "maas-train run directory", cxxopts::value<std::string>())
+      ("out", "artifact to write, e.g. model.pt", cxxopts::value<std::string>())
+      ("checkpoint", "best, last, or a checkpoint path", cxxopts::value<std::string>()->default_value("best"))
+      ("optimize", "freeze the module (fold parameters into constants)")
+      ("quantize", "store weights as int8 (only value: int8)", cxxopts::value<std::string>())
+      ("verify-images", "test images compared logit by logit (at least 256)",
+       cxxopts::value<int64_t>()->default_value("512"))
+      ("h,help", "show this help");
+  try {
+    auto args = options.parse(argc, argv);
+    if (args.count("help")) {
+      std::cout << options.help();
+      return 0;
+    }
+    if (!args.unmatched().empty()) throw std::invalid_argument("unexpected argument '" + args.unmatched()[0] + "'");
+    if (!args.count("run") || !args.count("out")) throw std::invalid_argument("--run DIR and --out FILE are required");
+    maas::ExportOptions o;
+    o.run_dir = args["run"].as<std::string>();
+    o.out = args["out"].as<std::string>();
+    o.checkpoint = args["checkpoint"].as<std::string>();
+    o.optimize = args.count("optimize") > 0;
+    o.verify_images = args["verify-images"].as<int64_t>();
+    if (args.count("quantize")) {
+      if (args["quantize"].as<std::string>() != "int8")
+        throw std::invalid_argument("--quantize takes only 'int8', got '" + args["quantize"].as<std::string>() + "'");
+      o.weights = maas::WeightFormat::kInt8;
+    }
+    maas::export_run(o, &std::cerr);
+    return 0;
+  } catch (const cxxopts::exceptions::exception& e) {
+    std::cerr << "maas-export: " << e.what() << " (see --help)\n";
+    return 2;
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "maas-export: " << e.what() << " (see --help)\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "maas-export: error: " << e.what() << "\n";
+    return 1;
+  }
+}

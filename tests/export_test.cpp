@@ -1,0 +1,206 @@
+// Export: the artifact computes what the trained model computes, in C++ and in Python.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "artifact.h"
+#include "checkpoint.h"
+#include "exporter.h"
+#include "files.h"
+#include "test_util.h"
+#include "trainer.h"
+
+namespace maas {
+namespace {
+
+using testing::TempDir;
+
+// A tiny trained run in a temp dir.
+class ExportTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    testing::write_tiny_cifar(data_.path(), 20, 300);
+    RunConfig config;
+    config.data.root = data_.path();
+    config.train.epochs = 1;
+    config.train.batch_size = 16;
+    config.train.threads = 1;
+    train(config, run_dir(), false, {});
+  }
+  std::string run_dir() const { return run_.file("run"); }
+  ExportOptions options(const std::string& out_name) const {
+    ExportOptions o;
+    o.run_dir = run_dir();
+    o.out = out_.file(out_name);
+    o.verify_images = 256;
+    return o;
+  }
+  TempDir data_, run_, out_;
+};
+
+TEST(ArtifactGolden, TorchScriptDefinitionMatchesTheCppModel) {
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(11);
+  const ModelSpec spec{3, 32, 32, 10};
+  auto model = make_model("cnn", spec);
+  model->eval();
+  const Normalization norm{{0.49, 0.48, 0.45}, {0.25, 0.24, 0.26}};
+  const std::vector<std::string> classes(10, "c");
+  auto module = build_torchscript(*model, "cnn", spec, norm, classes, WeightFormat::kFloat32);
+  const auto pixels = torch::randint(0, 256, {64, 3, 32, 32}, torch::kUInt8);
+  const auto expected = model->forward(norm.apply(pixels));
+  const auto from_uint8 = module.forward({pixels}).toTensor();
+  const auto from_float = module.forward({pixels.to(torch::kFloat32)}).toTensor();
+  EXPECT_LE((expected - from_uint8).abs().max().item<double>(), 1e-4);
+  EXPECT_TRUE(torch::equal(expected.argmax(1), from_uint8.argmax(1)));
+  EXPECT_TRUE(torch::equal(from_uint8, from_float));
+  // The module checks its input shape with a readable message.
+  try {
+    module.forward({torch::zeros({1, 3, 28, 28})});
+    FAIL() << "wrong shape accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("expected images of shape [N, 3, 32, 32]"), std::string::npos);
+  }
+}
+
+TEST_F(ExportTest, ExportedFileLoadsWithMetadataAndSameLogits) {
+  const ExportReport report = export_run(options("model.pt"), nullptr);
+  EXPECT_EQ(report.verified_images, 256);
+  EXPECT_LE(report.max_abs_diff, 1e-4);
+  EXPECT_EQ(report.argmax_mismatches, 0);
+  EXPECT_DOUBLE_EQ(report.artifact_test_acc, report.trained_test_acc);
+
+  const Artifact artifact = load_artifact(out_.file("model.pt"));
+  EXPECT_EQ(artifact.info.model_name, "cnn");
+  EXPECT_EQ(artifact.info.classes.size(), 10u);
+  EXPECT_EQ(artifact.info.classes[0], "airplane");
+  EXPECT_EQ(artifact.info.channels, 3);
+  EXPECT_EQ(artifact.info.height, 32);
+  const auto j = nlohmann::json::parse(artifact.info.metadata_json);
+  EXPECT_EQ(j["input"]["shape"], nlohmann::json({-1, 3, 32, 32}));
+  EXPECT_EQ(j["output"]["shape"], nlohmann::json({-1, 10}));
+  EXPECT_EQ(j["training"]["config"]["train"]["batch_size"], 16);
+  EXPECT_EQ(j["model"]["parameters"], 122570);
+  EXPECT_EQ(j["normalization"]["mean"].size(), 3u);
+  EXPECT_EQ(artifact.module.attr("classes").toListRef().size(), 10u);
+
+  // Same logits as the checkpoint's model on fresh images.
+  torch::NoGradGuard no_grad;
+  const CheckpointReader checkpoint(run_dir() + "/best.pt");
+  auto trained = checkpoint.load_model();
+  trained->eval();
+  const auto pixels = torch::randint(0, 256, {8, 3, 32, 32}, torch::kUInt8);
+  const auto expected = trained->forward(checkpoint.meta().normalization.apply(pixels));
+  const auto got = artifact.module.get_method("forward")({pixels}).toTensor();
+  EXPECT_LE((expected - got).abs().max().item<double>(), 1e-4);
+}
+
+TEST_F(ExportTest, FrozenAndInt8VariantsVerify) {
+  auto frozen = options("frozen.pt");
+  frozen.optimize = true;
+  const ExportReport f = export_run(frozen, nullptr);
+  EXPECT_LE(f.max_abs_diff, 1e-4);
+
+  auto int8 = options("int8.pt");
+  int8.weights = WeightFormat::kInt8;
+  const ExportReport q = export_run(int8, nullptr);
+  EXPECT_GE(q.artifact_test_acc, q.trained_test_acc - 0.01);
+  const ExportReport plain = export_run(options("plain.pt"), nullptr);
+  EXPECT_LT(q.file_bytes, plain.file_bytes * 0.4);
+  const Artifact loaded = load_artifact(out_.file("int8.pt"));
+  EXPECT_EQ(nlohmann::json::parse(loaded.info.metadata_json)["model"]["weights"], "int8");
+}
+
+template <typename Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST_F(ExportTest, BadRunsAreClearErrorsAndWriteNothing) {
+  auto o = options("model.pt");
+  o.run_dir = run_.file("missing");
+  EXPECT_NE(error_of([&] { export_run(o, nullptr); }).find("run directory not found"), std::string::npos);
+
+  // Truncated checkpoint.
+  const std::string best = read_text(run_dir() + "/best.pt");
+  testing::write_bytes(run_dir() + "/best.pt", best.substr(0, best.size() / 3));
+  EXPECT_NE(error_of([&] { export_run(options("model.pt"), nullptr); }).find("best.pt: not a readable checkpoint"),
+            std::string::npos);
+  testing::write_bytes(run_dir() + "/best.pt", best);
+
+  // A config that does not match the checkpoint.
+  const std::string config = read_text(run_dir() + "/config.yaml");
+  std::string other = config;
+  other.replace(other.find("dataset: cifar10"), 16, "dataset: fashion-mnist");
+  testing::write_bytes(run_dir() + "/config.yaml", other);
+  EXPECT_FALSE(error_of([&] { export_run(options("model.pt"), nullptr); }).empty());
+  testing::write_bytes(run_dir() + "/config.yaml", config);
+
+  auto wrong_checkpoint = options("model.pt");
+  wrong_checkpoint.checkpoint = run_.file("nope.pt");
+  EXPECT_NE(error_of([&] { export_run(wrong_checkpoint, nullptr); }).find("nope.pt: checkpoint file not found"),
+            std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(out_.file("model.pt")));
+
+  // Failing verification writes nothing.
+  auto strict = options("model.pt");
+  strict.max_abs_diff = -1;
+  EXPECT_NE(error_of([&] { export_run(strict, nullptr); }).find("verification failed"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(out_.file("model.pt")));
+}
+
+TEST(ArtifactLoad, RejectsMissingCorruptAndForeignFiles) {
+  TempDir dir;
+  EXPECT_THROW(load_artifact(dir.file("none.pt")), ArtifactError);
+  testing::write_bytes(dir.file("junk.pt"), "PK junk");
+  EXPECT_NE(error_of([&] { load_artifact(dir.file("junk.pt")); }).find("not a readable TorchScript"), std::string::npos);
+  torch::jit::Module bare("__torch__.Bare");
+  bare.define("def forward(self, x: Tensor) -> Tensor:\n    return x\n");
+  bare.save(dir.file("bare.pt"));
+  EXPECT_NE(error_of([&] { load_artifact(dir.file("bare.pt")); }).find("no metadata.json"), std::string::npos);
+}
+
+// Python's torch.jit.load runs the artifact with no maas code and gets the C++ logits.
+TEST_F(ExportTest, PythonPyTorchLoadsTheArtifact) {
+  const char* python = "/usr/bin/python3";
+  if (std::system((std::string(python) + " -c 'import torch' >/dev/null 2>&1").c_str()) != 0)
+    GTEST_SKIP() << "Debian's python3-torch is not installed (apt-get install python3-torch)";
+  export_run(options("model.pt"), nullptr);
+  const Artifact artifact = load_artifact(out_.file("model.pt"));
+  torch::NoGradGuard no_grad;
+  const auto pixels = torch::randint(0, 256, {4, 3, 32, 32}, torch::kUInt8);
+  const auto logits = artifact.module.get_method("forward")({pixels}).toTensor();
+  testing::write_bytes(out_.file("pixels.bin"), std::string(static_cast<const char*>(pixels.data_ptr()), pixels.numel()));
+  testing::write_bytes(out_.file("logits.bin"),
+                       std::string(static_cast<const char*>(logits.data_ptr()), logits.numel() * sizeof(float)));
+  const std::string script = out_.file("check.py");
+  testing::write_bytes(script, R"(import json, sys, torch
+d = sys.argv[1]
+extra = {"metadata.json": ""}
+m = torch.jit.load(d + "/model.pt", _extra_files=extra)
+meta = json.loads(extra["metadata.json"])
+assert meta["classes"] == list(m.classes), (meta["classes"], m.classes)
+assert meta["input"]["shape"] == [-1, 3, 32, 32]
+pixels = torch.frombuffer(bytearray(open(d + "/pixels.bin", "rb").read()), dtype=torch.uint8).reshape(4, 3, 32, 32)
+want = torch.frombuffer(bytearray(open(d + "/logits.bin", "rb").read()), dtype=torch.float32).reshape(4, 10)
+with torch.no_grad():
+    got = m(pixels)
+    got_float = m(pixels.float())
+diff = (got - want).abs().max().item()
+assert diff <= 1e-5, diff
+assert (got_float - want).abs().max().item() <= 1e-5
+print("python ok", diff)
+)");
+  EXPECT_EQ(std::system((std::string(python) + " " + script + " " + out_.path()).c_str()), 0);
+}
+
+}  // namespace
+}  // namespace maas
