@@ -62,8 +62,10 @@ def classify(self, x: Tensor) -> Tensor:
     x = torch.relu(torch.max_pool2d(torch.conv2d(x, self.conv1.w(), self.conv1.bias), 2))
     x = torch.relu(torch.max_pool2d(torch.conv2d(x, self.conv2.w(), self.conv2.bias), 2))
     x = torch.relu(torch.conv2d(x, self.conv3.w(), self.conv3.bias))
-    x = torch.relu(torch.linear(torch.flatten(x, 1), self.fc1.w(), self.fc1.bias))
-    return torch.linear(x, self.fc2.w(), self.fc2.bias)
+    w1 = self.fc1.w()
+    x = torch.relu(torch.conv2d(x, w1.view(w1.size(0), x.size(1), x.size(2), x.size(3)), self.fc1.bias))
+    w2 = self.fc2.w()
+    return torch.flatten(torch.conv2d(x, w2.view(w2.size(0), w2.size(1), 1, 1), self.fc2.bias), 1)
 )";
 }
 

@@ -21,21 +21,24 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
-// Prints "step ... done in X ms" lines.
+// Prints one line per finished step: name, what it did, how long it took.
 class StepLog {
  public:
   explicit StepLog(std::ostream* out) : out_(out) {}
   void begin(const std::string& step) {
+    step_ = step;
     started_ = Clock::now();
-    if (out_) *out_ << std::left << std::setw(10) << step << std::flush;
   }
   void end(const std::string& detail) {
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
-    if (out_) *out_ << detail << "  (" << std::fixed << std::setprecision(0) << ms << " ms)\n" << std::flush;
+    if (out_)
+      *out_ << std::left << std::setw(10) << step_ << detail << "  (" << std::fixed << std::setprecision(0) << ms
+            << " ms)\n" << std::flush;
   }
 
  private:
   std::ostream* out_;
+  std::string step_;
   Clock::time_point started_;
 };
 
@@ -177,8 +180,8 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
   report.artifact_test_acc = accuracy(test_set, artifact_logits);
   std::ostringstream summary;
   summary << std::setprecision(3) << n << " images: max |logit diff| " << report.max_abs_diff << ", top-1 mismatches "
-          << report.argmax_mismatches << "; test accuracy trained " << 100 * report.trained_test_acc << "%, artifact "
-          << 100 * report.artifact_test_acc << "%";
+          << report.argmax_mismatches << std::fixed << std::setprecision(2) << "; test accuracy trained "
+          << 100 * report.trained_test_acc << "%, artifact " << 100 * report.artifact_test_acc << "%";
   step.end(summary.str());
   if (options.weights == WeightFormat::kFloat32 &&
       (report.max_abs_diff > options.max_abs_diff || report.argmax_mismatches > 0))

@@ -1,0 +1,81 @@
+// Variants are built in memory from the run's best checkpoint with the same code maas-export uses.
+#include "inference_bench.h"
+
+#include <torch/script.h>
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <iomanip>
+#include <ostream>
+#include <thread>
+
+#include "artifact.h"
+#include "checkpoint.h"
+
+namespace maas {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Forward = std::function<torch::Tensor(const torch::Tensor&)>;
+
+Forward scripted(torch::jit::Module module) {
+  return [module](const torch::Tensor& x) mutable { return module.forward({x}).toTensor(); };
+}
+
+InferenceBenchRow measure(const std::string& variant, const Forward& forward, int64_t batch, double seconds) {
+  torch::NoGradGuard no_grad;
+  const auto pixels = torch::randint(0, 256, {batch, 3, 32, 32}, torch::kUInt8);
+  for (int i = 0; i < 20; ++i) forward(pixels);  // warm-up: oneDNN primitives, JIT profiling runs
+  std::vector<double> latencies;
+  const auto start = Clock::now();
+  while (std::chrono::duration<double>(Clock::now() - start).count() < seconds) {
+    const auto t0 = Clock::now();
+    forward(pixels);
+    latencies.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  }
+  const double total = std::chrono::duration<double>(Clock::now() - start).count();
+  std::sort(latencies.begin(), latencies.end());
+  auto pct = [&](double p) { return latencies[std::min(latencies.size() - 1, static_cast<size_t>(p * latencies.size()))]; };
+  return {variant, batch, static_cast<double>(batch * latencies.size()) / total, pct(0.5), pct(0.99)};
+}
+
+}  // namespace
+
+std::vector<InferenceBenchRow> run_inference_bench(const InferenceBenchOptions& options, std::ostream& out) {
+  torch::set_num_threads(options.threads > 0 ? static_cast<int>(options.threads)
+                                             : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  const CheckpointReader checkpoint(options.run_dir + "/best.pt");
+  const CheckpointMeta& meta = checkpoint.meta();
+  if (meta.spec.channels != 3 || meta.spec.height != 32 || meta.spec.width != 32)
+    throw std::invalid_argument("the inference benchmark feeds 3x32x32 images; this run's model takes other shapes");
+  auto trained = checkpoint.load_model();
+  trained->eval();
+  auto build = [&](WeightFormat format) {
+    return build_torchscript(*trained, meta.model_name, meta.spec, meta.normalization, meta.classes, format);
+  };
+  auto optimized = [](torch::jit::Module m) { return torch::jit::optimize_for_inference(m); };
+
+  const std::vector<std::pair<std::string, Forward>> variants = {
+      {"trained C++ module", [&](const torch::Tensor& x) { return trained->forward(meta.normalization.apply(x)); }},
+      {"TorchScript (exported)", scripted(build(WeightFormat::kFloat32))},
+      {"frozen", scripted(torch::jit::freeze(build(WeightFormat::kFloat32)))},
+      {"frozen + optimize_for_inference", scripted(optimized(torch::jit::freeze(build(WeightFormat::kFloat32))))},
+      {"int8 (as loaded)", scripted(build(WeightFormat::kInt8))},
+      {"int8 + optimize_for_inference", scripted(optimized(torch::jit::freeze(build(WeightFormat::kInt8))))},
+  };
+
+  out << "| variant | batch | images/s | p50 ms | p99 ms |\n|---|---:|---:|---:|---:|\n" << std::flush;
+  std::vector<InferenceBenchRow> rows;
+  for (const auto& [name, forward] : variants) {
+    for (int64_t batch : options.batch_sizes) {
+      rows.push_back(measure(name, forward, batch, options.seconds_per_case));
+      const auto& r = rows.back();
+      out << "| " << r.variant << " | " << r.batch << " | " << std::fixed << std::setprecision(0) << r.images_per_s
+          << " | " << std::setprecision(3) << r.p50_ms << " | " << r.p99_ms << " |\n" << std::flush;
+    }
+  }
+  return rows;
+}
+
+}  // namespace maas
