@@ -3,6 +3,7 @@
 
 #include <iostream>
 
+#include "cli.h"
 #include "inference_bench.h"
 
 int main(int argc, char** argv) {
@@ -15,32 +16,23 @@ int main(int argc, char** argv) {
       ("threads", "LibTorch threads (0 = all cores)", cxxopts::value<int64_t>()->default_value("0"))
       ("h,help", "show this help");
   options.parse_positional({"mode"});
-  try {
+  return maas::run_cli("maas-bench", [&] {
     auto args = options.parse(argc, argv);
     if (args.count("help") || !args.count("mode")) {
       std::cout << options.help();
       return args.count("help") ? 0 : 2;
     }
     if (args["mode"].as<std::string>() != "inference")
-      throw std::invalid_argument("unknown mode '" + args["mode"].as<std::string>() + "' (known: inference)");
-    if (!args.count("run")) throw std::invalid_argument("--run DIR is required");
+      throw maas::UsageError("unknown mode '" + args["mode"].as<std::string>() + "' (known: inference)");
+    if (!args.count("run")) throw maas::UsageError("--run DIR is required");
     maas::InferenceBenchOptions o;
     o.run_dir = args["run"].as<std::string>();
     o.batch_sizes = args["batches"].as<std::vector<int64_t>>();
     o.seconds_per_case = args["seconds"].as<double>();
     o.threads = args["threads"].as<int64_t>();
     for (auto b : o.batch_sizes)
-      if (b < 1) throw std::invalid_argument("batch sizes must be >= 1");
+      if (b < 1) throw maas::UsageError("batch sizes must be >= 1");
     maas::run_inference_bench(o, std::cout);
     return 0;
-  } catch (const cxxopts::exceptions::exception& e) {
-    std::cerr << "maas-bench: " << e.what() << " (see --help)\n";
-    return 2;
-  } catch (const std::invalid_argument& e) {
-    std::cerr << "maas-bench: " << e.what() << "\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "maas-bench: error: " << e.what() << "\n";
-    return 1;
-  }
+  });
 }

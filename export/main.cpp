@@ -3,7 +3,7 @@
 
 #include <iostream>
 
-#include "config.h"
+#include "cli.h"
 #include "exporter.h"
 
 int main(int argc, char** argv) {
@@ -17,14 +17,14 @@ int main(int argc, char** argv) {
       ("verify-images", "test images compared logit by logit (at least 256)",
        cxxopts::value<int64_t>()->default_value("512"))
       ("h,help", "show this help");
-  try {
+  return maas::run_cli("maas-export", [&] {
     auto args = options.parse(argc, argv);
     if (args.count("help")) {
       std::cout << options.help();
       return 0;
     }
-    if (!args.unmatched().empty()) throw std::invalid_argument("unexpected argument '" + args.unmatched()[0] + "'");
-    if (!args.count("run") || !args.count("out")) throw std::invalid_argument("--run DIR and --out FILE are required");
+    if (!args.unmatched().empty()) throw maas::UsageError("unexpected argument '" + args.unmatched()[0] + "'");
+    if (!args.count("run") || !args.count("out")) throw maas::UsageError("--run DIR and --out FILE are required");
     maas::ExportOptions o;
     o.run_dir = args["run"].as<std::string>();
     o.out = args["out"].as<std::string>();
@@ -33,19 +33,10 @@ int main(int argc, char** argv) {
     o.verify_images = args["verify-images"].as<int64_t>();
     if (args.count("quantize")) {
       if (args["quantize"].as<std::string>() != "int8")
-        throw std::invalid_argument("--quantize takes only 'int8', got '" + args["quantize"].as<std::string>() + "'");
+        throw maas::UsageError("--quantize takes only 'int8', got '" + args["quantize"].as<std::string>() + "'");
       o.weights = maas::WeightFormat::kInt8;
     }
     maas::export_run(o, &std::cerr);
     return 0;
-  } catch (const cxxopts::exceptions::exception& e) {
-    std::cerr << "maas-export: " << e.what() << " (see --help)\n";
-    return 2;
-  } catch (const std::invalid_argument& e) {
-    std::cerr << "maas-export: " << e.what() << " (see --help)\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "maas-export: error: " << e.what() << "\n";
-    return 1;
-  }
+  });
 }

@@ -9,16 +9,13 @@
 #include <iostream>
 
 #include "checkpoint.h"
+#include "cli.h"
 #include "config.h"
 #include "dataset.h"
 #include "trainer.h"
 
 namespace {
 
-// A wrong combination of flags: exit code 2, like cxxopts' own parse errors.
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 std::atomic<bool> g_stop_requested{false};  // set by SIGINT/SIGTERM; the loop stops after the batch
 
@@ -46,8 +43,8 @@ int main(int argc, char** argv) {
       ("o,out", "run directory (default: runs/<model>-<dataset>-<time>)", cxxopts::value<std::string>())
       ("resume", "continue the run in --out from its last checkpoint")
       ("h,help", "show this help");
-  std::string run_dir;
-  try {
+  return maas::run_cli("maas-train", [&] {
+    std::string run_dir;
     auto args = options.parse(argc, argv);
     if (args.count("help")) {
       std::cout << options.help() << "\nKeys for --set: data.dataset data.root data.train_limit data.test_limit "
@@ -55,20 +52,20 @@ int main(int argc, char** argv) {
                                      "train.seed train.threads train.channels_last\n";
       return 0;
     }
-    if (!args.unmatched().empty()) throw UsageError("unexpected argument '" + args.unmatched()[0] + "'");
+    if (!args.unmatched().empty()) throw maas::UsageError("unexpected argument '" + args.unmatched()[0] + "'");
     const bool resume = args.count("resume") > 0;
     const auto overrides = args.count("set") ? args["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
     maas::RunConfig config;
     if (resume) {
-      if (!args.count("out")) throw UsageError("--resume needs --out RUN_DIR (the run to continue)");
+      if (!args.count("out")) throw maas::UsageError("--resume needs --out RUN_DIR (the run to continue)");
       if (args.count("config"))
-        throw UsageError("--resume reads RUN_DIR/config.yaml; drop --config (use --set to change keys)");
+        throw maas::UsageError("--resume reads RUN_DIR/config.yaml; drop --config (use --set to change keys)");
       run_dir = args["out"].as<std::string>();
       if (!std::filesystem::exists(maas::run_config_path(run_dir)))
         throw maas::CheckpointError(run_dir + ": no config.yaml, so not a maas-train run directory");
       config = maas::load_run_config(maas::run_config_path(run_dir), overrides);
     } else {
-      if (!args.count("config")) throw UsageError("--config FILE is required (see configs/)");
+      if (!args.count("config")) throw maas::UsageError("--config FILE is required (see configs/)");
       config = maas::load_run_config(args["config"].as<std::string>(), overrides);
       run_dir = args.count("out") ? args["out"].as<std::string>() : default_run_dir(config);
       if (std::filesystem::exists(maas::last_checkpoint_path(run_dir)))
@@ -88,17 +85,5 @@ int main(int argc, char** argv) {
     }
     std::cerr << "done: best test accuracy " << 100 * result.best_test_acc << "%; run directory " << run_dir << "\n";
     return 0;
-  } catch (const cxxopts::exceptions::exception& e) {
-    std::cerr << "maas-train: " << e.what() << " (see --help)\n";
-    return 2;
-  } catch (const UsageError& e) {
-    std::cerr << "maas-train: " << e.what() << " (see --help)\n";
-    return 2;
-  } catch (const maas::ConfigError& e) {
-    std::cerr << "maas-train: config error: " << e.what() << "\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "maas-train: error: " << e.what() << "\n";
-    return 1;
-  }
+  });
 }
