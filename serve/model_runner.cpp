@@ -1,0 +1,126 @@
+// Batch formation: wait for the first request, gather more until the batch is full or the oldest
+// request has waited max_queue_delay_us, run one forward, hand each request its rows.
+#include "model_runner.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+
+namespace maas {
+
+using Clock = std::chrono::steady_clock;
+
+ModelRunner::ModelRunner(std::string name, int64_t version, Artifact artifact, BatchingOptions options)
+    : name_(std::move(name)), version_(version), info_(artifact.info), options_(options) {
+  if (options_.max_batch_size < 1 || options_.instances < 1 || options_.max_queue_delay_us < 0 ||
+      options_.max_queue_images < options_.max_batch_size || options_.threads_per_instance < 0)
+    throw std::invalid_argument("invalid batching options for model '" + name_ + "'");
+  torch::NoGradGuard no_grad;
+  module_ = torch::jit::optimize_for_inference(artifact.module);
+  // Warm-up: oneDNN builds its primitives per shape on first use.
+  for (int64_t b = 1; b <= options_.max_batch_size; b *= 2)
+    module_.forward({torch::zeros({b, info_.channels, info_.height, info_.width}, torch::kUInt8)});
+  const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  const int64_t threads = options_.threads_per_instance > 0 ? options_.threads_per_instance
+                                                            : std::max<int64_t>(1, cores / options_.instances);
+  for (int64_t i = 0; i < options_.instances; ++i) workers_.emplace_back([this, threads] { worker_loop(threads); });
+}
+
+ModelRunner::~ModelRunner() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    accepting_ = false;
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  for (auto& w : workers_) w.join();
+}
+
+void ModelRunner::stop_accepting() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  accepting_ = false;
+}
+
+int64_t ModelRunner::queued_images() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return queued_images_;
+}
+
+torch::Tensor ModelRunner::infer(const torch::Tensor& images, InferTiming* timing) {
+  if (images.dim() != 4 || images.size(1) != info_.channels || images.size(2) != info_.height ||
+      images.size(3) != info_.width || images.size(0) < 1)
+    throw std::invalid_argument("model '" + name_ + "' expects images of shape [N, " +
+                                std::to_string(info_.channels) + ", " + std::to_string(info_.height) + ", " +
+                                std::to_string(info_.width) + "] with N >= 1");
+  if (images.scalar_type() != torch::kUInt8 && images.scalar_type() != torch::kFloat32)
+    throw std::invalid_argument("images must be uint8 or float32");
+  std::future<torch::Tensor> result;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!accepting_) throw Unavailable("model '" + name_ + "' is shutting down");
+    if (queued_images_ + images.size(0) > options_.max_queue_images)
+      throw Unavailable("model '" + name_ + "' queue is full");
+    queue_.push_back({images, {}, Clock::now(), timing});
+    result = queue_.back().result.get_future();
+    queued_images_ += images.size(0);
+  }
+  wake_.notify_one();
+  return result.get();
+}
+
+void ModelRunner::worker_loop(int64_t threads) {
+  at::set_num_threads(static_cast<int>(threads));
+  torch::NoGradGuard no_grad;
+  const auto max_delay = std::chrono::microseconds(options_.max_queue_delay_us);
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (true) {
+    wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping and drained
+    // Wait for company until the batch is full or the oldest request's delay is used up.
+    const auto deadline = queue_.front().enqueued + max_delay;
+    wake_.wait_until(lock, deadline, [&] { return stopping_ || queued_images_ >= options_.max_batch_size; });
+    std::vector<Request> batch;
+    int64_t images = 0;
+    while (!queue_.empty() &&
+           (batch.empty() || images + queue_.front().images.size(0) <= options_.max_batch_size)) {
+      images += queue_.front().images.size(0);
+      batch.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+    queued_images_ -= images;
+    lock.unlock();
+    run_batch(batch);
+    lock.lock();
+  }
+}
+
+void ModelRunner::run_batch(std::vector<Request>& batch) {
+  const auto start = Clock::now();
+  try {
+    std::vector<torch::Tensor> parts;
+    const bool all_uint8 = std::all_of(batch.begin(), batch.end(),
+                                       [](const Request& r) { return r.images.scalar_type() == torch::kUInt8; });
+    for (auto& r : batch) parts.push_back(all_uint8 ? r.images : r.images.to(torch::kFloat32));
+    const auto logits = module_.forward({parts.size() == 1 ? parts[0] : torch::cat(parts)}).toTensor();
+    const double compute_us = std::chrono::duration<double, std::micro>(Clock::now() - start).count();
+    int64_t row = 0;
+    for (auto& r : batch) {
+      const int64_t n = r.images.size(0);
+      if (r.timing)
+        *r.timing = {std::chrono::duration<double, std::micro>(start - r.enqueued).count(), compute_us,
+                     logits.size(0)};
+      r.result.set_value(logits.slice(0, row, row + n).clone());
+      row += n;
+    }
+  } catch (...) {
+    for (auto& r : batch) {
+      try {
+        r.result.set_exception(std::current_exception());
+      } catch (const std::future_error&) {
+        // this request already had its answer
+      }
+    }
+  }
+}
+
+}  // namespace maas

@@ -1,0 +1,91 @@
+// Dynamic batching for one loaded model: requests queue, workers run them in batches.
+// Inference only: no HTTP or JSON here.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "artifact.h"
+
+namespace maas {
+
+struct BatchingOptions {
+  int64_t max_batch_size = 32;        // images per forward pass at most
+  int64_t max_queue_delay_us = 500;   // the oldest request waits at most this long for company
+  int64_t max_queue_images = 1024;    // queued images beyond this are refused (QueueFull)
+  int64_t instances = 1;              // worker threads, each running whole batches
+  int64_t threads_per_instance = 0;   // LibTorch threads per worker; 0 = cores / instances
+};
+
+// The queue is full or the runner is stopping: the caller should answer 503 and retry later.
+class Unavailable : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Statistics of one finished request, for metrics and logs.
+struct InferTiming {
+  double queue_us = 0;    // from enqueue to the start of its batch's forward
+  double compute_us = 0;  // its batch's forward pass
+  int64_t batch_images = 0;
+};
+
+// Owns one artifact (optimized for inference at construction) and its worker threads.
+// Thread-safe: infer() may be called from any number of threads.
+class ModelRunner {
+ public:
+  // Freezes and optimizes the module, warms it up at every batch size up to max_batch_size's
+  // power of two, then starts the workers. Throws std::invalid_argument for bad options.
+  ModelRunner(std::string name, int64_t version, Artifact artifact, BatchingOptions options);
+  // Finishes queued requests, then joins the workers.
+  ~ModelRunner();
+  ModelRunner(const ModelRunner&) = delete;
+  ModelRunner& operator=(const ModelRunner&) = delete;
+
+  // Runs images (uint8 or float32 [N, C, H, W] matching the model) and returns float32 logits
+  // [N, classes]. Blocks until done. Throws std::invalid_argument for a wrong shape or dtype,
+  // Unavailable when the queue is full or the runner stops.
+  torch::Tensor infer(const torch::Tensor& images, InferTiming* timing = nullptr);
+
+  // Stops accepting requests; queued ones still finish.
+  void stop_accepting();
+
+  const std::string& name() const { return name_; }
+  int64_t version() const { return version_; }
+  const ArtifactInfo& info() const { return info_; }
+  const BatchingOptions& options() const { return options_; }
+  int64_t queued_images() const;
+
+ private:
+  struct Request {
+    torch::Tensor images;
+    std::promise<torch::Tensor> result;
+    std::chrono::steady_clock::time_point enqueued;
+    InferTiming* timing;
+  };
+  void worker_loop(int64_t threads);
+  void run_batch(std::vector<Request>& batch);
+
+  const std::string name_;
+  const int64_t version_;
+  const ArtifactInfo info_;
+  const BatchingOptions options_;
+  torch::jit::Module module_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<Request> queue_;
+  int64_t queued_images_ = 0;
+  bool accepting_ = true;
+  bool stopping_ = false;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace maas

@@ -1,0 +1,104 @@
+// Serving building blocks: image decoding and the dynamic batcher.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <thread>
+
+#include "artifact.h"
+#include "files.h"
+#include "image.h"
+#include "model_runner.h"
+
+namespace maas {
+namespace {
+
+std::string samples_dir() { return std::string(MAAS_SOURCE_DIR) + "/../shared/datasets/cifar10-samples"; }
+
+TEST(DecodeImage, DecodesJpegSamplesAndResizes) {
+  const std::string path = samples_dir() + "/cat_0004.jpg";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << "no shared samples at " << samples_dir();
+  const std::string bytes = read_text(path);
+  const auto rgb = decode_image(bytes, 3, 32, 32);
+  EXPECT_EQ(rgb.sizes(), torch::IntArrayRef({1, 3, 32, 32}));
+  EXPECT_EQ(rgb.scalar_type(), torch::kUInt8);
+  EXPECT_GT(rgb.to(torch::kFloat32).std().item<double>(), 5.0);  // a real picture, not a flat fill
+  const auto grey_small = decode_image(bytes, 1, 20, 24);
+  EXPECT_EQ(grey_small.sizes(), torch::IntArrayRef({1, 1, 20, 24}));
+}
+
+TEST(DecodeImage, RejectsGarbageAndEmptyBodies) {
+  EXPECT_THROW(decode_image("", 3, 32, 32), std::invalid_argument);
+  try {
+    decode_image("definitely not an image", 3, 32, 32);
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot decode image"), std::string::npos);
+  }
+}
+
+Artifact random_artifact() {
+  torch::manual_seed(5);
+  const ModelSpec spec{3, 32, 32, 10};
+  auto model = make_model("cnn", spec);
+  model->eval();
+  auto module = build_torchscript(*model, "cnn", spec, {{0.5, 0.5, 0.5}, {0.25, 0.25, 0.25}},
+                                  std::vector<std::string>(10, "c"), WeightFormat::kFloat32);
+  std::ostringstream bytes;
+  module.save(bytes, {{kMetadataFile,
+                       R"({"format_version":1,"model":{"name":"cnn"},"input":{"shape":[-1,3,32,32]},"classes":["a","b","c","d","e","f","g","h","i","j"]})"}});
+  return load_artifact_from_bytes(bytes.str(), "test artifact");
+}
+
+TEST(ModelRunner, ConcurrentClientsGetTheirOwnAnswersInSharedBatches) {
+  const Artifact artifact = random_artifact();
+  torch::jit::Module reference = artifact.module.clone();
+  BatchingOptions options;
+  options.max_batch_size = 16;
+  options.max_queue_delay_us = 20000;  // long enough that concurrent requests share batches
+  ModelRunner runner("cnn", 1, artifact, options);
+
+  constexpr int kClients = 12, kRequests = 5;
+  std::vector<torch::Tensor> inputs, outputs(kClients * kRequests);
+  for (int i = 0; i < kClients * kRequests; ++i)
+    inputs.push_back(torch::randint(0, 256, {1 + i % 3, 3, 32, 32}, torch::kUInt8));
+  std::atomic<int64_t> largest_batch{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      for (int r = 0; r < kRequests; ++r) {
+        const int i = c * kRequests + r;
+        InferTiming timing;
+        outputs[i] = runner.infer(inputs[i], &timing);
+        int64_t seen = largest_batch.load();
+        while (timing.batch_images > seen && !largest_batch.compare_exchange_weak(seen, timing.batch_images)) {
+        }
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  EXPECT_GT(largest_batch.load(), 3);  // requests were batched together
+  EXPECT_LE(largest_batch.load(), 16);
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const auto expected = reference.forward({inputs[i]}).toTensor();
+    ASSERT_EQ(outputs[i].sizes(), expected.sizes()) << i;
+    EXPECT_LE((outputs[i] - expected).abs().max().item<double>(), 1e-4) << "request " << i;
+  }
+}
+
+TEST(ModelRunner, RejectsBadInputAndRefusesWhenFullOrStopping) {
+  BatchingOptions options;
+  options.max_batch_size = 4;
+  options.max_queue_images = 4;
+  ModelRunner runner("cnn", 1, random_artifact(), options);
+  EXPECT_THROW(runner.infer(torch::zeros({1, 3, 28, 28}, torch::kUInt8)), std::invalid_argument);
+  EXPECT_THROW(runner.infer(torch::zeros({1, 3, 32, 32}, torch::kInt32)), std::invalid_argument);
+  EXPECT_THROW(runner.infer(torch::zeros({5, 3, 32, 32}, torch::kUInt8)), Unavailable);  // more than the queue holds
+  EXPECT_EQ(runner.infer(torch::zeros({4, 3, 32, 32}, torch::kFloat32)).sizes(), torch::IntArrayRef({4, 10}));
+  runner.stop_accepting();
+  EXPECT_THROW(runner.infer(torch::zeros({1, 3, 32, 32}, torch::kUInt8)), Unavailable);
+}
+
+}  // namespace
+}  // namespace maas
