@@ -13,14 +13,7 @@
 namespace maas {
 namespace {
 
-// One configurable key: where its value lives and what values are allowed.
-struct Field {
-  std::string key;
-  std::variant<std::string*, int64_t*, double*, bool*> target;
-  std::function<std::string()> check;  // "" when the value is valid, else what is wrong
-};
-
-std::vector<Field> fields_of(RunConfig& c) {
+std::vector<ConfigField> fields_of(RunConfig& c) {
   auto positive = [](const int64_t* v) { return [v] { return *v > 0 ? "" : "must be > 0"; }; };
   auto non_negative = [](const int64_t* v) { return [v] { return *v >= 0 ? "" : "must be >= 0"; }; };
   auto any = [] { return std::string(); };
@@ -74,17 +67,17 @@ void flatten(const YAML::Node& node, const std::string& prefix, const std::strin
   }
 }
 
-std::string known_keys(RunConfig& c) {
+std::string known_keys(const std::vector<ConfigField>& fields) {
   std::string keys;
-  for (const auto& f : fields_of(c)) keys += (keys.empty() ? "" : ", ") + f.key;
+  for (const auto& f : fields) keys += (keys.empty() ? "" : ", ") + f.key;
   return keys;
 }
 
-RunConfig resolve(const YAML::Node& root, const std::string& origin,
-                  const std::vector<std::string>& overrides) {
+void resolve(const YAML::Node& root, const std::string& origin, const std::vector<std::string>& overrides,
+             const std::vector<ConfigField>& fields) {
   std::map<std::string, Leaf> leaves;
   if (root.IsDefined() && !root.IsNull()) {
-    if (!root.IsMap()) throw ConfigError(origin + ": expected a mapping of sections (data, model, train)");
+    if (!root.IsMap()) throw ConfigError(origin + ": expected a mapping of sections");
     flatten(root, "", origin, leaves);
   }
   for (const auto& item : overrides) {
@@ -100,12 +93,10 @@ RunConfig resolve(const YAML::Node& root, const std::string& origin,
     leaves[item.substr(0, eq)] = {value, "--set " + item};
   }
 
-  RunConfig config;
-  auto fields = fields_of(config);
   for (const auto& [key, leaf] : leaves) {
-    auto field = std::find_if(fields.begin(), fields.end(), [&](const Field& f) { return f.key == key; });
+    auto field = std::find_if(fields.begin(), fields.end(), [&](const ConfigField& f) { return f.key == key; });
     if (field == fields.end())
-      throw ConfigError("unknown key '" + key + "' (" + leaf.origin + "); known keys: " + known_keys(config));
+      throw ConfigError("unknown key '" + key + "' (" + leaf.origin + "); known keys: " + known_keys(fields));
     if (!leaf.value.IsScalar())
       throw ConfigError("key '" + key + "' (" + leaf.origin + "): expected a single value");
     const std::string text = leaf.value.Scalar();
@@ -127,24 +118,24 @@ RunConfig resolve(const YAML::Node& root, const std::string& origin,
     if (auto problem = field->check(); !problem.empty())
       throw ConfigError("key '" + key + "' (" + leaf.origin + "): '" + text + "' " + problem);
   }
-  return config;
 }
 
 }  // namespace
 
-RunConfig parse_run_config(const std::string& yaml_text, const std::string& origin,
-                           const std::vector<std::string>& overrides) {
+void apply_config(const std::string& yaml_text, const std::string& origin, const std::vector<std::string>& overrides,
+                  const std::vector<ConfigField>& fields) {
   YAML::Node root;
   try {
     root = YAML::Load(yaml_text);
   } catch (const YAML::ParserException& e) {
     throw ConfigError(origin + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
   }
-  return resolve(root, origin, overrides);
+  resolve(root, origin, overrides, fields);
 }
 
-RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
-  if (path.empty()) return resolve(YAML::Node(), "", overrides);
+void apply_config_file(const std::string& path, const std::vector<std::string>& overrides,
+                       const std::vector<ConfigField>& fields) {
+  if (path.empty()) return resolve(YAML::Node(), "", overrides, fields);
   YAML::Node root;
   try {
     root = YAML::LoadFile(path);
@@ -153,13 +144,12 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
   } catch (const YAML::ParserException& e) {
     throw ConfigError(path + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
   }
-  return resolve(root, path, overrides);
+  resolve(root, path, overrides, fields);
 }
 
-std::string to_yaml(const RunConfig& config) {
-  RunConfig copy = config;
+std::string fields_to_yaml(const std::vector<ConfigField>& fields) {
   YAML::Node root;
-  for (const auto& f : fields_of(copy)) {
+  for (const auto& f : fields) {
     const auto dot = f.key.find('.');
     std::visit([&](auto* v) { root[f.key.substr(0, dot)][f.key.substr(dot + 1)] = *v; }, f.target);
   }
@@ -167,6 +157,24 @@ std::string to_yaml(const RunConfig& config) {
   out.SetDoublePrecision(17);
   out << root;
   return std::string(out.c_str()) + "\n";
+}
+
+RunConfig parse_run_config(const std::string& yaml_text, const std::string& origin,
+                           const std::vector<std::string>& overrides) {
+  RunConfig config;
+  apply_config(yaml_text, origin, overrides, fields_of(config));
+  return config;
+}
+
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
+  RunConfig config;
+  apply_config_file(path, overrides, fields_of(config));
+  return config;
+}
+
+std::string to_yaml(const RunConfig& config) {
+  RunConfig copy = config;
+  return fields_to_yaml(fields_of(copy));
 }
 
 }  // namespace maas

@@ -2,8 +2,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <stdexcept>
 #include <string>
+#include <variant>
 #include <vector>
 
 namespace maas {
@@ -13,6 +15,27 @@ class ConfigError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+// One configurable key of an options struct: where its value lives and what is allowed.
+// Options structs list their fields once; loading, validation and writing all use that list.
+struct ConfigField {
+  std::string key;  // dotted, "section.name"
+  std::variant<std::string*, int64_t*, double*, bool*> target;
+  std::function<std::string()> check;  // "" when the current value is valid, else what is wrong
+};
+
+// Sets `fields` from YAML text (nested mappings), then from "key=value" overrides (value parsed
+// as YAML). Throws ConfigError naming the key and "origin:line" or "--set ...": unknown key,
+// wrong type, or a value its check rejects. Keys not mentioned keep their current values.
+void apply_config(const std::string& yaml_text, const std::string& origin, const std::vector<std::string>& overrides,
+                  const std::vector<ConfigField>& fields);
+
+// apply_config on a file; an empty path applies only the overrides.
+void apply_config_file(const std::string& path, const std::vector<std::string>& overrides,
+                       const std::vector<ConfigField>& fields);
+
+// All fields as nested YAML; apply_config reads it back to the same values.
+std::string fields_to_yaml(const std::vector<ConfigField>& fields);
 
 struct DataOptions {
   std::string dataset = "cifar10";               // "cifar10" or "fashion-mnist"

@@ -1,0 +1,186 @@
+// v2 JSON handling with nlohmann-json; every field checked before a tensor is made.
+#include "protocol.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstring>
+#include <stdexcept>
+
+namespace maas {
+namespace {
+
+using nlohmann::json;
+
+void bad(const std::string& message) { throw std::invalid_argument(message); }
+
+// Appends the numbers of flat or nested `data` to out, checking each is a number.
+void flatten_numbers(const json& data, std::vector<double>& out) {
+  if (data.is_array()) {
+    for (const auto& item : data) flatten_numbers(item, out);
+  } else if (data.is_number()) {
+    out.push_back(data.get<double>());
+  } else {
+    bad("input 'data' must hold only numbers, found " + std::string(data.type_name()));
+  }
+}
+
+json output_tensor(const std::string& name, const torch::Tensor& values) {
+  const auto flat = values.contiguous();
+  std::vector<float> data(flat.data_ptr<float>(), flat.data_ptr<float>() + flat.numel());
+  return {{"name", name}, {"datatype", "FP32"}, {"shape", values.sizes().vec()}, {"data", data}};
+}
+
+}  // namespace
+
+InferRequest parse_infer_request(const std::string& body, std::optional<size_t> json_length) {
+  if (body.empty()) bad("empty request body");
+  const size_t header_size = json_length.value_or(body.size());
+  if (header_size > body.size())
+    bad("Inference-Header-Content-Length " + std::to_string(header_size) + " exceeds the body size " +
+        std::to_string(body.size()));
+  json j;
+  try {
+    j = json::parse(body.begin(), body.begin() + static_cast<std::ptrdiff_t>(header_size));
+  } catch (const json::parse_error& e) {
+    bad(std::string("malformed JSON: ") + e.what());
+  }
+  if (!j.is_object()) bad("request must be a JSON object");
+  InferRequest request;
+  if (j.contains("id")) {
+    if (!j["id"].is_string()) bad("'id' must be a string");
+    request.id = j["id"].get<std::string>();
+  }
+  if (!j.contains("inputs") || !j["inputs"].is_array() || j["inputs"].size() != 1)
+    bad("'inputs' must be a list with exactly one tensor (named \"image\")");
+  const json& input = j["inputs"][0];
+  if (!input.is_object()) bad("each input must be an object");
+  for (const char* key : {"name", "shape", "datatype"})
+    if (!input.contains(key)) bad(std::string("input is missing '") + key + "'");
+  if (!input["name"].is_string()) bad("input 'name' must be a string");
+  request.input_name = input["name"].get<std::string>();
+  if (request.input_name != "image" && request.input_name != "images")
+    bad("unknown input '" + request.input_name + "' (the model's input is \"image\")");
+  if (!input["datatype"].is_string()) bad("input 'datatype' must be a string");
+  const std::string datatype = input["datatype"].get<std::string>();
+  if (datatype != "UINT8" && datatype != "FP32") bad("datatype " + datatype + " not supported; use UINT8 or FP32");
+  const json& shape_json = input["shape"];
+  if (!shape_json.is_array() || shape_json.size() != 4)
+    bad("input 'shape' must be [N, C, H, W]");
+  std::vector<int64_t> shape;
+  int64_t count = 1;
+  for (const auto& d : shape_json) {
+    if (!d.is_number_integer() || d.get<int64_t>() < 1 || d.get<int64_t>() > (1 << 20))
+      bad("input 'shape' must hold positive integers");
+    shape.push_back(d.get<int64_t>());
+    count *= shape.back();
+    if (count > (int64_t{1} << 31)) bad("input is too large");
+  }
+  const size_t element_size = datatype == "UINT8" ? 1 : 4;
+  const auto dtype = datatype == "UINT8" ? torch::kUInt8 : torch::kFloat32;
+
+  const json* params = input.contains("parameters") ? &input["parameters"] : nullptr;
+  if (params && params->contains("binary_data_size")) {
+    const json& size = (*params)["binary_data_size"];
+    if (!size.is_number_integer() || size.get<int64_t>() < 0) bad("binary_data_size must be a non-negative integer");
+    const auto expected = static_cast<size_t>(count) * element_size;
+    if (static_cast<size_t>(size.get<int64_t>()) != expected)
+      bad("binary_data_size " + std::to_string(size.get<int64_t>()) + " does not match shape and datatype (" +
+          std::to_string(expected) + " bytes)");
+    if (body.size() - header_size != expected)
+      bad("binary data is " + std::to_string(body.size() - header_size) + " bytes, expected " +
+          std::to_string(expected));
+    request.images = torch::empty(shape, dtype);
+    std::memcpy(request.images.data_ptr(), body.data() + header_size, expected);
+  } else {
+    if (!input.contains("data")) bad("input has no 'data' (or binary_data_size)");
+    if (body.size() != header_size) bad("binary data sent but the input has no binary_data_size parameter");
+    std::vector<double> values;
+    values.reserve(static_cast<size_t>(count));
+    flatten_numbers(input["data"], values);
+    if (static_cast<int64_t>(values.size()) != count)
+      bad("input has " + std::to_string(values.size()) + " values but shape needs " + std::to_string(count));
+    for (double v : values)
+      if (!(v >= 0 && v <= 255) || (datatype == "UINT8" && v != static_cast<double>(static_cast<int64_t>(v))))
+        bad("pixel values must be " + std::string(datatype == "UINT8" ? "integers " : "") + "in 0..255");
+    request.images = torch::tensor(values, torch::kFloat64).to(dtype).view(shape);
+  }
+
+  if (j.contains("outputs")) {
+    if (!j["outputs"].is_array()) bad("'outputs' must be a list");
+    for (const auto& o : j["outputs"]) {
+      if (!o.is_object() || !o.contains("name") || !o["name"].is_string()) bad("each output needs a 'name'");
+      OutputSpec spec{o["name"].get<std::string>()};
+      if (spec.name != "logits" && spec.name != "probabilities")
+        bad("unknown output '" + spec.name + "' (outputs: logits, probabilities)");
+      if (o.contains("parameters")) {
+        const json& p = o["parameters"];
+        if (!p.is_object()) bad("output 'parameters' must be an object");
+        if (p.contains("classification")) {
+          if (!p["classification"].is_number_integer() || p["classification"].get<int64_t>() < 1)
+            bad("'classification' must be a positive integer");
+          spec.classification = p["classification"].get<int64_t>();
+        }
+        if (p.contains("binary_data")) {
+          if (!p["binary_data"].is_boolean()) bad("'binary_data' must be true or false");
+          spec.binary = p["binary_data"].get<bool>();
+        }
+      }
+      request.outputs.push_back(spec);
+    }
+  }
+  return request;
+}
+
+InferResponse write_infer_response(const InferRequest& request, const std::string& model, int64_t version,
+                                   const torch::Tensor& logits, const std::vector<std::string>& classes) {
+  std::vector<OutputSpec> outputs = request.outputs;
+  if (outputs.empty()) outputs = {{"logits"}, {"probabilities"}};
+  json response = {{"model_name", model}, {"model_version", std::to_string(version)}, {"outputs", json::array()}};
+  if (request.id) response["id"] = *request.id;
+  std::string binary;
+  for (const auto& spec : outputs) {
+    const torch::Tensor values = spec.name == "logits" ? logits : torch::softmax(logits, 1);
+    if (spec.classification > 0) {
+      const int64_t k = std::min<int64_t>(spec.classification, logits.size(1));
+      const auto top = values.topk(k, 1);
+      const auto scores = std::get<0>(top), indices = std::get<1>(top);
+      json strings = json::array();
+      for (int64_t i = 0; i < logits.size(0); ++i)
+        for (int64_t j = 0; j < k; ++j) {
+          const int64_t index = indices[i][j].item<int64_t>();
+          strings.push_back(std::to_string(scores[i][j].item<float>()) + ":" + std::to_string(index) + ":" +
+                            classes.at(static_cast<size_t>(index)));
+        }
+      response["outputs"].push_back(
+          {{"name", spec.name}, {"datatype", "BYTES"}, {"shape", {logits.size(0), k}}, {"data", strings}});
+    } else if (spec.binary) {
+      const auto flat = values.contiguous();
+      const size_t bytes = static_cast<size_t>(flat.numel()) * sizeof(float);
+      binary.append(static_cast<const char*>(flat.data_ptr()), bytes);
+      response["outputs"].push_back({{"name", spec.name},
+                                     {"datatype", "FP32"},
+                                     {"shape", values.sizes().vec()},
+                                     {"parameters", {{"binary_data_size", bytes}}}});
+    } else {
+      response["outputs"].push_back(output_tensor(spec.name, values));
+    }
+  }
+  InferResponse out;
+  out.body = response.dump();
+  if (!binary.empty()) {
+    out.json_length = out.body.size();
+    out.body += binary;
+  }
+  return out;
+}
+
+std::string write_topk_json(const torch::Tensor& logits, const std::vector<std::string>& classes, int64_t k) {
+  const auto probabilities = torch::softmax(logits, 1)[0];
+  const auto top = probabilities.topk(std::min<int64_t>(k, probabilities.size(0)));
+  nlohmann::ordered_json out = nlohmann::ordered_json::object();  // most probable first
+  for (int64_t i = 0; i < std::get<0>(top).size(0); ++i)
+    out[classes.at(static_cast<size_t>(std::get<1>(top)[i].item<int64_t>()))] = std::get<0>(top)[i].item<float>();
+  return out.dump();
+}
+
+}  // namespace maas

@@ -1,0 +1,406 @@
+// maas-serve end to end: the real HTTP server in-process on an ephemeral port, plus the binary.
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <sys/wait.h>
+#include <thread>
+
+#include "artifact.h"
+#include "files.h"
+#include "http_server.h"
+#include "test_util.h"
+
+namespace maas {
+namespace {
+
+using nlohmann::json;
+using testing::TempDir;
+
+const std::vector<std::string> kClasses = {"airplane", "automobile", "bird", "cat", "deer",
+                                           "dog",      "frog",       "horse", "ship", "truck"};
+
+// Writes an artifact of a randomly initialized seed CNN (seeded: same seed, same weights).
+void write_model(const std::string& path, uint64_t seed) {
+  torch::manual_seed(seed);
+  const ModelSpec spec{3, 32, 32, 10};
+  auto model = make_model("cnn", spec);
+  model->eval();
+  auto module = build_torchscript(*model, "cnn", spec, {{0.5, 0.5, 0.5}, {0.25, 0.25, 0.25}}, kClasses,
+                                  WeightFormat::kFloat32);
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  save_artifact(module, json{{"format_version", 1}, {"model", {{"name", "cnn"}}},
+                             {"input", {{"shape", {-1, 3, 32, 32}}}}, {"classes", kClasses}}.dump(), path);
+}
+
+torch::Tensor reference_logits(const std::string& path, const torch::Tensor& images) {
+  torch::NoGradGuard no_grad;
+  return load_artifact(path).module.forward({images}).toTensor();
+}
+
+std::vector<float> floats_of(const json& data) { return data.get<std::vector<float>>(); }
+
+class HttpTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    write_model(repo_.file("cifar10/1/model.pt"), 1);
+    options_.port = 0;
+    options_.models_dir = repo_.path();
+    options_.batching.max_batch_size = 16;
+  }
+  void TearDown() override { stop(); }
+
+  void start() {
+    repository_ = std::make_unique<ModelRepository>(options_.models_dir, options_.batching);
+    repository_->load_all();
+    server_ = std::make_unique<HttpServer>(options_, *repository_);
+    port_ = server_->bind();
+    listener_ = std::thread([this] { server_->listen(); });
+    while (!server_->running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    server_->set_ready(true);
+  }
+  void stop() {
+    if (server_) server_->stop();
+    if (listener_.joinable()) listener_.join();
+    server_.reset();
+    repository_.reset();
+  }
+  httplib::Client client() const {
+    httplib::Client c("127.0.0.1", port_);
+    c.set_read_timeout(30, 0);
+    return c;
+  }
+  httplib::Result infer(const json& body, const std::string& model = "cifar10") const {
+    return client().Post(("/v2/models/" + model + "/infer").c_str(), body.dump(), "application/json");
+  }
+  static json uint8_request(const torch::Tensor& images) {
+    const auto flat = images.contiguous();
+    std::vector<int> data(flat.data_ptr<uint8_t>(), flat.data_ptr<uint8_t>() + flat.numel());
+    return {{"inputs", {{{"name", "image"}, {"shape", images.sizes().vec()}, {"datatype", "UINT8"}, {"data", data}}}}};
+  }
+
+  TempDir repo_;
+  ServeOptions options_;
+  std::unique_ptr<ModelRepository> repository_;
+  std::unique_ptr<HttpServer> server_;
+  std::thread listener_;
+  int port_ = 0;
+};
+
+TEST_F(HttpTest, HealthMetadataConfigAndPage) {
+  start();
+  auto c = client();
+  EXPECT_EQ(c.Get("/v2/health/live")->status, 200);
+  EXPECT_EQ(json::parse(c.Get("/v2/health/ready")->body)["ready"], true);
+  const auto server = json::parse(c.Get("/v2")->body);
+  EXPECT_EQ(server["name"], "maas");
+  EXPECT_NE(std::find(server["extensions"].begin(), server["extensions"].end(), "binary_tensor_data"),
+            server["extensions"].end());
+  for (const char* path : {"/v2/models/cifar10", "/v2/models/cifar10/versions/1"}) {
+    const auto meta = json::parse(c.Get(path)->body);
+    EXPECT_EQ(meta["platform"], "pytorch_torchscript");
+    EXPECT_EQ(meta["inputs"][0]["shape"], json({-1, 3, 32, 32}));
+    EXPECT_EQ(meta["outputs"][1]["name"], "probabilities");
+    EXPECT_EQ(meta["versions"], json({"1"}));
+  }
+  EXPECT_EQ(c.Get("/v2/models/cifar10/ready")->status, 200);
+  EXPECT_EQ(json::parse(c.Get("/v2/models/cifar10/config")->body)["max_batch_size"], 16);
+  EXPECT_EQ(json::parse(c.Get("/models")->body)["models"][0]["name"], "cifar10");
+  const auto page = c.Get("/");
+  EXPECT_EQ(page->status, 200);
+  EXPECT_NE(page->body.find("id=\"model\""), std::string::npos);
+  server_->set_ready(false);
+  EXPECT_EQ(c.Get("/v2/health/ready")->status, 503);
+}
+
+TEST_F(HttpTest, InferJsonUint8AndFp32MatchTheModel) {
+  start();
+  const auto images = torch::randint(0, 256, {2, 3, 32, 32}, torch::kUInt8);
+  const auto expected = reference_logits(repo_.file("cifar10/1/model.pt"), images);
+
+  json request = uint8_request(images);
+  request["id"] = "req-7";
+  auto res = infer(request);
+  ASSERT_EQ(res->status, 200) << res->body;
+  const auto body = json::parse(res->body);
+  EXPECT_EQ(body["id"], "req-7");
+  EXPECT_EQ(body["model_version"], "1");
+  ASSERT_EQ(body["outputs"][0]["name"], "logits");
+  EXPECT_EQ(body["outputs"][0]["shape"], json({2, 10}));
+  const auto logits = floats_of(body["outputs"][0]["data"]);
+  for (int i = 0; i < 20; ++i) EXPECT_NEAR(logits[i], expected.view(-1)[i].item<float>(), 1e-4);
+  const auto probabilities = floats_of(body["outputs"][1]["data"]);
+  EXPECT_NEAR(std::accumulate(probabilities.begin(), probabilities.begin() + 10, 0.0), 1.0, 1e-5);
+
+  // FP32 pixels, nested data, classification output.
+  const auto floats = images.to(torch::kFloat32);
+  json nested = json::array();
+  for (int64_t n = 0; n < 2; ++n) {
+    json channels = json::array();
+    for (int64_t c = 0; c < 3; ++c) {
+      json rows = json::array();
+      for (int64_t y = 0; y < 32; ++y) {
+        const auto row = floats[n][c][y].contiguous();
+        rows.push_back(std::vector<float>(row.data_ptr<float>(), row.data_ptr<float>() + 32));
+      }
+      channels.push_back(rows);
+    }
+    nested.push_back(channels);
+  }
+  json fp32 = {{"inputs", {{{"name", "image"}, {"shape", {2, 3, 32, 32}}, {"datatype", "FP32"}, {"data", nested}}}},
+               {"outputs", {{{"name", "probabilities"}, {"parameters", {{"classification", 3}}}}}}};
+  res = infer(fp32);
+  ASSERT_EQ(res->status, 200) << res->body;
+  const auto top = json::parse(res->body)["outputs"][0];
+  EXPECT_EQ(top["datatype"], "BYTES");
+  EXPECT_EQ(top["shape"], json({2, 3}));
+  const std::string first = top["data"][0];
+  const int64_t best = expected[0].argmax().item<int64_t>();
+  EXPECT_NE(first.find(":" + std::to_string(best) + ":" + kClasses[best]), std::string::npos) << first;
+}
+
+TEST_F(HttpTest, BinaryTensorDataInAndOut) {
+  start();
+  const auto images = torch::randint(0, 256, {3, 3, 32, 32}, torch::kUInt8);
+  const auto expected = reference_logits(repo_.file("cifar10/1/model.pt"), images);
+  const std::string header =
+      json{{"inputs", {{{"name", "image"}, {"shape", {3, 3, 32, 32}}, {"datatype", "UINT8"},
+                        {"parameters", {{"binary_data_size", images.numel()}}}}}},
+           {"outputs", {{{"name", "logits"}, {"parameters", {{"binary_data", true}}}}}}}
+          .dump();
+  const std::string body = header + std::string(static_cast<const char*>(images.data_ptr()), images.numel());
+  httplib::Headers headers = {{"Inference-Header-Content-Length", std::to_string(header.size())}};
+  auto res = client().Post("/v2/models/cifar10/infer", headers, body, "application/octet-stream");
+  ASSERT_EQ(res->status, 200) << res->body;
+  const size_t json_length = std::stoul(res->get_header_value("Inference-Header-Content-Length"));
+  const auto meta = json::parse(res->body.substr(0, json_length));
+  EXPECT_EQ(meta["outputs"][0]["parameters"]["binary_data_size"], 3 * 10 * 4);
+  ASSERT_EQ(res->body.size() - json_length, 120u);
+  const auto got = torch::from_blob(const_cast<char*>(res->body.data()) + json_length, {3, 10}, torch::kFloat32);
+  EXPECT_LE((got - expected).abs().max().item<double>(), 1e-4);
+
+  // Size mismatches are 400.
+  auto bad = client().Post("/v2/models/cifar10/infer", headers, body.substr(0, body.size() - 1), "application/octet-stream");
+  EXPECT_EQ(bad->status, 400);
+}
+
+TEST_F(HttpTest, ImageUploadByPostPutAndMultipart) {
+  const std::string sample = std::string(MAAS_SOURCE_DIR) + "/../shared/datasets/cifar10-samples/cat_0004.jpg";
+  if (!std::filesystem::exists(sample)) GTEST_SKIP() << "no shared samples";
+  start();
+  const std::string bytes = read_text(sample);
+  auto c = client();
+  for (const bool put : {false, true}) {
+    auto res = put ? c.Put("/predictions/cifar10/1", bytes, "image/jpeg") : c.Post("/predictions/cifar10", bytes, "image/jpeg");
+    ASSERT_EQ(res->status, 200) << res->body;
+    const auto top = nlohmann::ordered_json::parse(res->body);  // keeps the server's order
+    EXPECT_EQ(top.size(), 5u);
+    double previous = 1.0;
+    for (const auto& [label, p] : top.items()) {
+      EXPECT_NE(std::find(kClasses.begin(), kClasses.end(), label), kClasses.end());
+      EXPECT_LE(p.get<double>(), previous);  // most probable first
+      previous = p.get<double>();
+    }
+  }
+  EXPECT_EQ(json::parse(c.Post("/predictions/cifar10?topk=2", bytes, "image/jpeg")->body).size(), 2u);
+  httplib::MultipartFormDataItems form = {{"data", bytes, "cat.jpg", "image/jpeg"}};
+  auto multipart = c.Post("/predictions/cifar10", form);
+  ASSERT_EQ(multipart->status, 200) << multipart->body;
+  EXPECT_EQ(json::parse(multipart->body).size(), 5u);
+}
+
+TEST_F(HttpTest, BadRequestsGetTheRightStatusAndAJsonError) {
+  options_.max_body_bytes = 64 << 10;
+  start();
+  auto c = client();
+  const auto images = torch::zeros({1, 3, 32, 32}, torch::kUInt8);
+  auto expect = [&](const httplib::Result& res, int status, const std::string& fragment) {
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, status) << res->body;
+    const auto body = json::parse(res->body);
+    EXPECT_NE(body["error"].get<std::string>().find(fragment), std::string::npos) << body;
+  };
+  expect(c.Post("/v2/models/cifar10/infer", "{not json", "application/json"), 400, "malformed JSON");
+  expect(c.Post("/v2/models/cifar10/infer", "", "application/json"), 400, "empty");
+  json wrong_type = uint8_request(images);
+  wrong_type["inputs"][0]["datatype"] = "INT32";
+  expect(infer(wrong_type), 400, "INT32");
+  json wrong_count = uint8_request(images);
+  wrong_count["inputs"][0]["shape"] = {2, 3, 32, 32};
+  expect(infer(wrong_count), 400, "values but shape needs");
+  expect(infer(uint8_request(torch::zeros({1, 3, 28, 28}, torch::kUInt8))), 400, "expects images of shape");
+  json out_of_range = uint8_request(images);
+  out_of_range["inputs"][0]["data"][0] = 256;
+  expect(infer(out_of_range), 400, "0..255");
+  json bad_output = uint8_request(images);
+  bad_output["outputs"] = {{{"name", "features"}}};
+  expect(infer(bad_output), 400, "unknown output");
+  expect(c.Post("/predictions/cifar10", "not an image", "image/jpeg"), 400, "cannot decode image");
+  expect(c.Post("/predictions/cifar10", "", "image/jpeg"), 400, "empty");
+  expect(infer(uint8_request(images), "nope"), 404, "unknown model");
+  expect(c.Post("/v2/models/cifar10/versions/9/infer", uint8_request(images).dump(), "application/json"), 404,
+         "no version 9");
+  expect(c.Get("/v2/models/nope"), 404, "unknown model");
+  expect(c.Get("/no/such/route"), 404, "no route");
+  expect(c.Get("/v2/models/cifar10/infer"), 405, "not allowed");
+  expect(c.Delete("/v2/models/cifar10"), 405, "not allowed");
+  expect(c.Post("/v2/models/cifar10/infer", std::string(70 << 10, ' '), "application/json"), 413, "over the limit");
+  repository_->stop_accepting();
+  auto unavailable = infer(uint8_request(images));
+  expect(unavailable, 503, "shutting down");
+  EXPECT_EQ(unavailable->get_header_value("Retry-After"), "1");
+}
+
+TEST_F(HttpTest, ConcurrentClientsGetTheirOwnAnswersAndMetricsShowBatches) {
+  options_.batching.max_queue_delay_us = 20000;
+  start();
+  const std::string model_path = repo_.file("cifar10/1/model.pt");
+  constexpr int kClients = 16, kRequests = 4;
+  std::vector<torch::Tensor> inputs;
+  for (int i = 0; i < kClients * kRequests; ++i) inputs.push_back(torch::randint(0, 256, {1, 3, 32, 32}, torch::kUInt8));
+  const auto expected = reference_logits(model_path, torch::cat(inputs));
+  std::atomic<int> wrong{0}, failed{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < kClients; ++t) {
+    clients.emplace_back([&, t] {
+      for (int r = 0; r < kRequests; ++r) {
+        const int i = t * kRequests + r;
+        auto res = infer(uint8_request(inputs[i]));
+        if (!res || res->status != 200) {
+          ++failed;
+          continue;
+        }
+        const auto got = floats_of(json::parse(res->body)["outputs"][0]["data"]);
+        for (int k = 0; k < 10; ++k)
+          if (std::abs(got[k] - expected[i][k].item<float>()) > 1e-4) ++wrong;
+      }
+    });
+  }
+  for (auto& c : clients) c.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(wrong.load(), 0);
+
+  const std::string metrics = client().Get("/metrics")->body;
+  EXPECT_NE(metrics.find("maas_requests_total{model=\"cifar10\",outcome=\"success\"} 64"), std::string::npos) << metrics;
+  for (const char* name : {"maas_queue_seconds_bucket", "maas_compute_seconds_bucket", "maas_request_seconds_bucket",
+                           "maas_queue_images{model=\"cifar10\"}"})
+    EXPECT_NE(metrics.find(name), std::string::npos) << name;
+  // Not every request ran alone: fewer than 64 observations fall in the batch-size-1 bucket.
+  const std::string ones = "maas_batch_images_bucket{model=\"cifar10\",le=\"1\"} ";
+  const auto at = metrics.find(ones);
+  ASSERT_NE(at, std::string::npos);
+  EXPECT_LT(std::stoi(metrics.substr(at + ones.size())), 64);
+
+  // promtool (Debian package prometheus) validates the exposition format when installed.
+  if (std::system("command -v promtool >/dev/null 2>&1") == 0) {
+    testing::write_bytes(repo_.file("metrics.txt"), metrics);
+    EXPECT_EQ(std::system(("promtool check metrics < " + repo_.file("metrics.txt")).c_str()), 0);
+  }
+}
+
+TEST_F(HttpTest, ModelControlNeedsTheTokenAndSwapsVersionsWithoutFailures) {
+  {
+    start();
+    EXPECT_EQ(client().Post("/v2/repository/index", "", "application/json")->status, 403);  // off by default
+    stop();
+  }
+  options_.admin_token = "s3cret";
+  options_.batching.max_queue_delay_us = 100;
+  start();
+  auto c = client();
+  EXPECT_EQ(c.Post("/v2/repository/index", "", "application/json")->status, 401);
+  httplib::Headers wrong = {{"Authorization", "Bearer nope!!"}};
+  EXPECT_EQ(c.Post("/v2/repository/index", wrong, "", "application/json")->status, 401);
+  httplib::Headers admin = {{"Authorization", "Bearer s3cret"}};
+  EXPECT_EQ(json::parse(c.Post("/v2/repository/index", admin, "", "application/json")->body)[0]["name"], "cifar10");
+  EXPECT_EQ(c.Post("/v2/repository/models/nope/load", admin, "", "application/json")->status, 404);
+  EXPECT_EQ(c.Post("/v2/repository/models/../load", admin, "", "application/json")->status, 400);
+
+  // Clients keep inferring while version 2 is loaded and swapped in.
+  const auto image = torch::randint(0, 256, {1, 3, 32, 32}, torch::kUInt8);
+  std::atomic<bool> done{false};
+  std::atomic<int> ok{0}, failed{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 4; ++t)
+    clients.emplace_back([&] {
+      while (!done) {
+        auto res = infer(uint8_request(image));
+        (res && res->status == 200 ? ok : failed)++;
+      }
+    });
+  write_model(repo_.file("cifar10/2/model.pt"), 2);
+  auto load = c.Post("/v2/repository/models/cifar10/load", admin, "", "application/json");
+  EXPECT_EQ(load->status, 200) << load->body;
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  done = true;
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_GT(ok.load(), 0);
+  const auto meta = json::parse(c.Get("/v2/models/cifar10")->body);
+  EXPECT_EQ(meta["versions"], json({"1", "2"}));
+  const auto v2 = json::parse(infer(uint8_request(image))->body);
+  EXPECT_EQ(v2["model_version"], "2");  // the newest version is the default
+
+  // A broken new version fails to load; the old ones keep serving.
+  std::filesystem::create_directories(repo_.file("cifar10/3"));
+  testing::write_bytes(repo_.file("cifar10/3/model.pt"), "broken");
+  auto broken = c.Post("/v2/repository/models/cifar10/load", admin, "", "application/json");
+  EXPECT_EQ(broken->status, 400) << broken->body;
+  EXPECT_EQ(json::parse(infer(uint8_request(image))->body)["model_version"], "2");
+
+  EXPECT_EQ(c.Post("/v2/repository/models/cifar10/unload", admin, "", "application/json")->status, 200);
+  EXPECT_EQ(infer(uint8_request(image))->status, 404);
+}
+
+TEST_F(HttpTest, ShutdownFinishesInFlightRequests) {
+  options_.batching.max_queue_delay_us = 500000;  // the request waits in the queue for 0.5 s
+  start();
+  auto pending = std::async(std::launch::async, [&] {
+    return infer(uint8_request(torch::zeros({1, 3, 32, 32}, torch::kUInt8)));
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));  // the request is now queued
+  server_->stop();
+  listener_.join();
+  auto res = pending.get();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_FALSE(server_->running());
+}
+
+// The built binary: starts, answers, and exits 0 on SIGTERM.
+TEST(ServeBinary, ServesAndStopsCleanlyOnSigterm) {
+  const std::string binary = std::string(MAAS_BINARY_DIR) + "/maas-serve";
+  TempDir dir;
+  write_model(dir.file("repo/cifar10/1/model.pt"), 1);
+  const std::string log = dir.file("serve.log");
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    freopen(log.c_str(), "w", stderr);
+    execl(binary.c_str(), binary.c_str(), "--models", dir.file("repo").c_str(), "--port", "0", nullptr);
+    _exit(127);
+  }
+  int port = 0;
+  for (int i = 0; i < 600 && port == 0; ++i) {  // up to 60 s for loading and warm-up
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const std::string text = std::filesystem::exists(log) ? read_text(log) : "";
+    const auto at = text.find("ready on http://127.0.0.1:");
+    if (at != std::string::npos) port = std::stoi(text.substr(at + 26));
+  }
+  ASSERT_GT(port, 0) << read_text(log);
+  httplib::Client c("127.0.0.1", port);
+  EXPECT_EQ(c.Get("/v2/health/ready")->status, 200);
+  kill(pid, SIGTERM);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << read_text(log);
+}
+
+}  // namespace
+}  // namespace maas
