@@ -2,6 +2,7 @@
 #include "image.h"
 
 #include <stb/stb_image.h>
+#include <stb/stb_image_write.h>
 
 #include <memory>
 #include <stdexcept>
@@ -26,6 +27,20 @@ torch::Tensor decode_image(const std::string& bytes, int64_t channels, int64_t h
                                      .align_corners(false)
                                      .antialias(true));
   return resized.round().clamp(0, 255).to(torch::kUInt8).contiguous();
+}
+
+std::string encode_png(const torch::Tensor& image) {
+  if (image.dim() != 3 || image.scalar_type() != torch::kUInt8 || (image.size(0) != 1 && image.size(0) != 3))
+    throw std::invalid_argument("encode_png needs a uint8 [C, H, W] image with 1 or 3 channels");
+  const auto hwc = image.permute({1, 2, 0}).contiguous();
+  std::string png;
+  const auto append = [](void* out, void* data, int size) {
+    static_cast<std::string*>(out)->append(static_cast<const char*>(data), static_cast<size_t>(size));
+  };
+  const int w = static_cast<int>(image.size(2)), c = static_cast<int>(image.size(0));
+  if (!stbi_write_png_to_func(append, &png, w, static_cast<int>(image.size(1)), c, hwc.data_ptr(), w * c))
+    throw std::runtime_error("PNG encoding failed");
+  return png;
 }
 
 }  // namespace maas

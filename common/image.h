@@ -13,4 +13,7 @@ namespace maas {
 // Throws std::invalid_argument naming stb's reason when the bytes are not a decodable image.
 torch::Tensor decode_image(const std::string& bytes, int64_t channels, int64_t height, int64_t width);
 
+// PNG bytes of one uint8 image [C, H, W] (C = 1 or 3). Throws std::invalid_argument otherwise.
+std::string encode_png(const torch::Tensor& image);
+
 }  // namespace maas

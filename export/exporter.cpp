@@ -14,6 +14,7 @@
 #include "checkpoint.h"
 #include "config.h"
 #include "files.h"
+#include "image.h"
 
 namespace maas {
 namespace {
@@ -203,6 +204,21 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
   save_artifact(module, metadata.dump(2), options.out);
   report.file_bytes = static_cast<int64_t>(std::filesystem::file_size(options.out));
   step.end(options.out + ", " + std::to_string(report.file_bytes) + " bytes");
+
+  if (!options.samples_dir.empty()) {
+    step.begin("samples");
+    std::filesystem::create_directories(options.samples_dir);
+    for (size_t c = 0; c < meta.classes.size(); ++c) {
+      const auto matches = test_set.labels.eq(static_cast<int64_t>(c)).nonzero();
+      if (matches.size(0) == 0) continue;
+      std::string file = meta.classes[c];
+      for (char& ch : file)
+        if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_') ch = '_';
+      const std::string png = encode_png(test_set.images[matches[0][0].item<int64_t>()]);
+      write_text_atomically(options.samples_dir + "/" + file + ".png", png);
+    }
+    step.end("one test image per class in " + options.samples_dir + "/ (PNG)");
+  }
   return report;
 }
 

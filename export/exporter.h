@@ -17,6 +17,7 @@ struct ExportOptions {
   int64_t verify_images = 512;                 // FP32: test images compared logit by logit (>= 256)
   double max_abs_diff = 1e-4;                  // FP32: largest allowed logit difference
   double max_accuracy_drop = 0.01;             // int8: largest allowed test-accuracy loss (fraction)
+  std::string samples_dir;                     // if set: one test image per class as <class>.png here
 };
 
 struct ExportReport {

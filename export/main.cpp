@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
       ("quantize", "store weights as int8 (only value: int8)", cxxopts::value<std::string>())
       ("verify-images", "test images compared logit by logit (at least 256)",
        cxxopts::value<int64_t>()->default_value("512"))
+      ("samples", "also write one test image per class as PNG into this folder", cxxopts::value<std::string>())
       ("h,help", "show this help");
   return maas::run_cli("maas-export", [&] {
     auto args = options.parse(argc, argv);
@@ -31,6 +32,7 @@ int main(int argc, char** argv) {
     o.checkpoint = args["checkpoint"].as<std::string>();
     o.optimize = args.count("optimize") > 0;
     o.verify_images = args["verify-images"].as<int64_t>();
+    if (args.count("samples")) o.samples_dir = args["samples"].as<std::string>();
     if (args.count("quantize")) {
       if (args["quantize"].as<std::string>() != "int8")
         throw maas::UsageError("--quantize takes only 'int8', got '" + args["quantize"].as<std::string>() + "'");

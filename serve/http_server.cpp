@@ -115,6 +115,10 @@ HttpServer::HttpServer(const ServeOptions& options, ModelRepository& repository)
   const size_t threads = static_cast<size_t>(options_.http_threads);
   http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   http_->set_payload_max_length(static_cast<size_t>(options_.max_body_bytes));
+  // Small request/response pairs: without TCP_NODELAY, Nagle + delayed ACKs add ~40 ms each.
+  http_->set_tcp_nodelay(true);
+  // Keep connections open across many requests (httplib's default closes after 5).
+  http_->set_keep_alive_max_count(1 << 20);
   http_->set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
     request_started = Clock::now();
     return httplib::Server::HandlerResponse::Unhandled;
@@ -147,13 +151,17 @@ void HttpServer::add_routes() {
   using Res = httplib::Response&;
   const std::string model = "/v2/models/([A-Za-z0-9_.-]+)(?:/versions/([0-9]+))?";
 
-  // An inference route: counts its outcome per model in the metrics.
-  auto inference = [this](const std::function<void(Req, Res)>& handler) {
+  // An inference route: resolves the model, announces the request to its batcher, and counts
+  // the outcome in the metrics.
+  using InferenceHandler = std::function<void(Req, Res, ModelRunner&, ModelRunner::Arrival&)>;
+  auto inference = [this](const InferenceHandler& handler) {
     return [this, handler](Req req, Res res) {
       std::string name = "(unknown)";  // unknown names must not create label series
       guarded(res, [&] {
-        name = repository_.get(req.matches[1])->name();
-        handler(req, res);
+        const auto runner = repository_.get(req.matches[1], version_of(req, 2));
+        name = runner->name();
+        ModelRunner::Arrival arrival(*runner);
+        handler(req, res, *runner, arrival);
       });
       metrics_.observe_request(name, outcome_of(res.status),
                                std::chrono::duration<double>(Clock::now() - request_started).count());
@@ -223,8 +231,7 @@ void HttpServer::add_routes() {
        [this](Req req, Res res) {
          guarded(res, [&] { send_json(res, model_config(*repository_.get(req.matches[1], version_of(req, 2)))); });
        }},
-      {"POST", model + "/infer", inference([this](Req req, Res res) {
-         const auto runner = repository_.get(req.matches[1], version_of(req, 2));
+      {"POST", model + "/infer", inference([this](Req req, Res res, ModelRunner& runner, ModelRunner::Arrival& arrival) {
          std::optional<size_t> json_length;
          if (req.has_header("Inference-Header-Content-Length")) {
            const std::string v = req.get_header_value("Inference-Header-Content-Length");
@@ -234,10 +241,10 @@ void HttpServer::add_routes() {
          }
          const InferRequest request = parse_infer_request(req.body, json_length);
          InferTiming timing;
-         const auto logits = runner->infer(request.images, &timing);
-         metrics_.observe_inference(runner->name(), timing);
+         const auto logits = runner.infer(request.images, &timing, &arrival);
+         metrics_.observe_inference(runner.name(), timing);
          const InferResponse response =
-             write_infer_response(request, runner->name(), runner->version(), logits, runner->info().classes);
+             write_infer_response(request, runner.name(), runner.version(), logits, runner.info().classes);
          if (response.json_length) {
            res.set_header("Inference-Header-Content-Length", std::to_string(*response.json_length));
            res.set_content(response.body, "application/octet-stream");
@@ -245,8 +252,8 @@ void HttpServer::add_routes() {
            res.set_content(response.body, "application/json");
          }
        })},
-      {"POST", "/predictions/([A-Za-z0-9_.-]+)(?:/([0-9]+))?", inference([this](Req req, Res res) {
-         const auto runner = repository_.get(req.matches[1], version_of(req, 2));
+      {"POST", "/predictions/([A-Za-z0-9_.-]+)(?:/([0-9]+))?",
+       inference([this](Req req, Res res, ModelRunner& runner, ModelRunner::Arrival& arrival) {
          std::string bytes = req.body;
          if (req.is_multipart_form_data()) {
            if (req.has_file("data")) bytes = req.get_file_value("data").content;
@@ -261,11 +268,11 @@ void HttpServer::add_routes() {
              throw std::invalid_argument("topk must be a positive integer");
            k = std::stoll(v);
          }
-         const auto& info = runner->info();
+         const auto& info = runner.info();
          const auto images = decode_image(bytes, info.channels, info.height, info.width);
          InferTiming timing;
-         const auto logits = runner->infer(images, &timing);
-         metrics_.observe_inference(runner->name(), timing);
+         const auto logits = runner.infer(images, &timing, &arrival);
+         metrics_.observe_inference(runner.name(), timing);
          res.set_content(write_topk_json(logits, info.classes, k), "application/json");
        })},
       {"POST", "/v2/repository/index", admin([this](Req, Res res) {

@@ -46,7 +46,29 @@ int64_t ModelRunner::queued_images() const {
   return queued_images_;
 }
 
+ModelRunner::Arrival::Arrival(ModelRunner& runner) : runner_(runner) {
+  std::lock_guard<std::mutex> lock(runner_.mutex_);
+  ++runner_.arriving_;
+}
+
+ModelRunner::Arrival::~Arrival() { runner_.withdraw(*this); }
+
+void ModelRunner::withdraw(Arrival& arrival) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!arrival.pending_) return;
+    arrival.pending_ = false;
+    --arriving_;
+  }
+  wake_.notify_all();  // a batch may have been waiting for this request
+}
+
 torch::Tensor ModelRunner::infer(const torch::Tensor& images, InferTiming* timing) {
+  return infer(images, timing, nullptr);
+}
+
+torch::Tensor ModelRunner::infer(const torch::Tensor& images, InferTiming* timing, Arrival* arrival) {
+  if (arrival && &arrival->runner_ != this) throw std::logic_error("Arrival belongs to another ModelRunner");
   if (images.dim() != 4 || images.size(1) != info_.channels || images.size(2) != info_.height ||
       images.size(3) != info_.width || images.size(0) < 1)
     throw std::invalid_argument("model '" + name_ + "' expects images of shape [N, " +
@@ -63,8 +85,12 @@ torch::Tensor ModelRunner::infer(const torch::Tensor& images, InferTiming* timin
     queue_.push_back({images, {}, Clock::now(), timing});
     result = queue_.back().result.get_future();
     queued_images_ += images.size(0);
+    if (arrival && arrival->pending_) {
+      arrival->pending_ = false;
+      --arriving_;
+    }
   }
-  wake_.notify_one();
+  wake_.notify_all();
   return result.get();
 }
 
@@ -76,9 +102,11 @@ void ModelRunner::worker_loop(int64_t threads) {
   while (true) {
     wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
     if (queue_.empty()) return;  // stopping and drained
-    // Wait for company until the batch is full or the oldest request's delay is used up.
+    // Wait for announced requests until the batch is full or the oldest request's delay is used up.
     const auto deadline = queue_.front().enqueued + max_delay;
-    wake_.wait_until(lock, deadline, [&] { return stopping_ || queued_images_ >= options_.max_batch_size; });
+    wake_.wait_until(lock, deadline, [&] {
+      return stopping_ || queued_images_ >= options_.max_batch_size || arriving_ == 0;
+    });
     std::vector<Request> batch;
     int64_t images = 0;
     while (!queue_.empty() &&

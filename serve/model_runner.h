@@ -54,6 +54,26 @@ class ModelRunner {
   // Unavailable when the queue is full or the runner stops.
   torch::Tensor infer(const torch::Tensor& images, InferTiming* timing = nullptr);
 
+  // A request on its way to infer() (being received or parsed). While any are announced, a
+  // forming batch waits for them (up to max_queue_delay_us); with none, it runs at once, so a
+  // lone client never pays the delay. Destroying an Arrival that infer() did not consume
+  // withdraws it.
+  class Arrival {
+   public:
+    explicit Arrival(ModelRunner& runner);
+    ~Arrival();
+    Arrival(const Arrival&) = delete;
+    Arrival& operator=(const Arrival&) = delete;
+
+   private:
+    friend class ModelRunner;
+    ModelRunner& runner_;
+    bool pending_ = true;
+  };
+
+  // As above; `arrival` (if given) is consumed as the request enters the queue.
+  torch::Tensor infer(const torch::Tensor& images, InferTiming* timing, Arrival* arrival);
+
   // Stops accepting requests; queued ones still finish.
   void stop_accepting();
 
@@ -64,6 +84,7 @@ class ModelRunner {
   int64_t queued_images() const;
 
  private:
+  void withdraw(Arrival& arrival);
   struct Request {
     torch::Tensor images;
     std::promise<torch::Tensor> result;
@@ -83,6 +104,7 @@ class ModelRunner {
   std::condition_variable wake_;
   std::deque<Request> queue_;
   int64_t queued_images_ = 0;
+  int64_t arriving_ = 0;  // announced Arrivals not yet queued
   bool accepting_ = true;
   bool stopping_ = false;
   std::vector<std::thread> workers_;

@@ -358,13 +358,17 @@ TEST_F(HttpTest, ModelControlNeedsTheTokenAndSwapsVersionsWithoutFailures) {
 }
 
 TEST_F(HttpTest, ShutdownFinishesInFlightRequests) {
-  options_.batching.max_queue_delay_us = 500000;  // the request waits in the queue for 0.5 s
+  options_.batching.max_queue_delay_us = 2'000'000;
   start();
+  // An announced request that never comes holds the batch, so the HTTP request stays in flight.
+  auto held = std::make_unique<ModelRunner::Arrival>(*repository_->get("cifar10"));
   auto pending = std::async(std::launch::async, [&] {
     return infer(uint8_request(torch::zeros({1, 3, 32, 32}, torch::kUInt8)));
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(150));  // the request is now queued
   server_->stop();
+  EXPECT_EQ(client().Get("/v2/health/ready").error(), httplib::Error::Connection);  // no new connections
+  held.reset();
   listener_.join();
   auto res = pending.get();
   ASSERT_TRUE(res);

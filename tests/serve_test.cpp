@@ -87,6 +87,39 @@ TEST(ModelRunner, ConcurrentClientsGetTheirOwnAnswersInSharedBatches) {
   }
 }
 
+TEST(ModelRunner, LoneRequestsRunAtOnceAndAnnouncedOnesAreWaitedFor) {
+  BatchingOptions options;
+  options.max_queue_delay_us = 5'000'000;  // far longer than any test should take
+  ModelRunner runner("cnn", 1, random_artifact(), options);
+  const auto image = torch::zeros({1, 3, 32, 32}, torch::kUInt8);
+
+  // Nothing announced: the request does not wait for company.
+  InferTiming alone;
+  runner.infer(image, &alone);
+  EXPECT_LT(alone.queue_us, 4'000'000);
+  EXPECT_EQ(alone.batch_images, 1);
+
+  // An announced request holds the batch until it arrives; both then run together.
+  auto announced = std::make_unique<ModelRunner::Arrival>(runner);
+  InferTiming first, second;
+  std::thread other([&] { runner.infer(image, &first); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  runner.infer(image, &second, announced.get());
+  other.join();
+  EXPECT_EQ(first.batch_images, 2);
+  EXPECT_EQ(second.batch_images, 2);
+
+  // A withdrawn announcement releases the wait.
+  auto withdrawn = std::make_unique<ModelRunner::Arrival>(runner);
+  InferTiming third;
+  std::thread waiting([&] { runner.infer(image, &third); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  withdrawn.reset();
+  waiting.join();
+  EXPECT_EQ(third.batch_images, 1);
+  EXPECT_LT(third.queue_us, 4'000'000);
+}
+
 TEST(ModelRunner, RejectsBadInputAndRefusesWhenFullOrStopping) {
   BatchingOptions options;
   options.max_batch_size = 4;

@@ -1,0 +1,63 @@
+// maas-bench: `inference` measures a run's model in-process in every deployable form;
+// `serve` load-tests a running maas-serve (see load_bench.h).
+#include <cxxopts.hpp>
+
+#include <iostream>
+
+#include "cli.h"
+#include "inference_bench.h"
+#include "load_bench.h"
+
+int main(int argc, char** argv) {
+  cxxopts::Options options("maas-bench",
+                           "Measure maas.\n  maas-bench inference --run DIR   in-process forward speed of a run's model\n"
+                           "  maas-bench serve --url URL --model NAME [--artifact FILE]   load-test a running maas-serve");
+  options.add_options()
+      ("mode", "inference or serve", cxxopts::value<std::string>())
+      ("run", "inference: maas-train run directory (its best.pt)", cxxopts::value<std::string>())
+      ("batches", "inference: batch sizes", cxxopts::value<std::vector<int64_t>>()->default_value("1,8,32,128"))
+      ("threads", "inference: LibTorch threads (0 = all cores)", cxxopts::value<int64_t>()->default_value("0"))
+      ("url", "serve: server address", cxxopts::value<std::string>()->default_value("http://127.0.0.1:8000"))
+      ("model", "serve: model name", cxxopts::value<std::string>()->default_value("cifar10"))
+      ("artifact", "serve: the served model.pt, measured in-process as the ceiling", cxxopts::value<std::string>())
+      ("concurrency", "serve: client counts", cxxopts::value<std::vector<int64_t>>()->default_value("1,4,16,64"))
+      ("protocols", "serve: binary, json, image", cxxopts::value<std::vector<std::string>>()->default_value("binary,json,image"))
+      ("seconds", "measuring time per case", cxxopts::value<double>()->default_value("3"))
+      ("h,help", "show this help");
+  options.parse_positional({"mode"});
+  return maas::run_cli("maas-bench", [&] {
+    auto args = options.parse(argc, argv);
+    if (args.count("help") || !args.count("mode")) {
+      std::cout << options.help();
+      return args.count("help") ? 0 : 2;
+    }
+    const std::string mode = args["mode"].as<std::string>();
+    const double seconds = args["seconds"].as<double>();
+    if (seconds <= 0) throw maas::UsageError("--seconds must be > 0");
+    if (mode == "inference") {
+      if (!args.count("run")) throw maas::UsageError("--run DIR is required");
+      maas::InferenceBenchOptions o;
+      o.run_dir = args["run"].as<std::string>();
+      o.batch_sizes = args["batches"].as<std::vector<int64_t>>();
+      o.seconds_per_case = seconds;
+      o.threads = args["threads"].as<int64_t>();
+      for (auto b : o.batch_sizes)
+        if (b < 1) throw maas::UsageError("batch sizes must be >= 1");
+      maas::run_inference_bench(o, std::cout);
+    } else if (mode == "serve") {
+      maas::LoadBenchOptions o;
+      o.url = args["url"].as<std::string>();
+      o.model = args["model"].as<std::string>();
+      if (args.count("artifact")) o.artifact = args["artifact"].as<std::string>();
+      o.concurrency = args["concurrency"].as<std::vector<int64_t>>();
+      o.protocols = args["protocols"].as<std::vector<std::string>>();
+      o.seconds = seconds;
+      for (auto c : o.concurrency)
+        if (c < 1 || c > 1024) throw maas::UsageError("concurrency must be in 1..1024");
+      maas::run_load_bench(o, std::cout);
+    } else {
+      throw maas::UsageError("unknown mode '" + mode + "' (inference, serve)");
+    }
+    return 0;
+  });
+}

@@ -1,0 +1,177 @@
+// Closed-loop clients: each thread sends one single-image request at a time on its own keep-alive
+// connection and records the latency of each.
+#include "load_bench.h"
+
+#include <httplib.h>
+#include <torch/script.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <iomanip>
+#include <nlohmann/json.hpp>
+#include <ostream>
+#include <sstream>
+#include <thread>
+
+#include "artifact.h"
+#include "image.h"
+#include "model_runner.h"
+
+namespace maas {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+struct Stats {
+  double images_per_s = 0, p50 = 0, p90 = 0, p99 = 0;
+  int64_t errors = 0;
+};
+
+Stats summarize(std::vector<double> latencies_ms, double seconds, int64_t errors) {
+  Stats s;
+  s.errors = errors;
+  if (latencies_ms.empty()) return s;
+  std::sort(latencies_ms.begin(), latencies_ms.end());
+  auto pct = [&](double p) { return latencies_ms[std::min(latencies_ms.size() - 1, static_cast<size_t>(p * latencies_ms.size()))]; };
+  s.images_per_s = static_cast<double>(latencies_ms.size()) / seconds;
+  s.p50 = pct(0.5);
+  s.p90 = pct(0.9);
+  s.p99 = pct(0.99);
+  return s;
+}
+
+struct Ceiling {
+  double batch1_p50_ms = 0;  // one forward of one image, no queue, no HTTP
+  double images_per_s = 0;   // best in-process sweep throughput (same clients, no HTTP)
+};
+
+// Closed-loop clients calling `send` until the deadline; latencies of successful calls.
+template <typename Send>
+Stats closed_loop(double seconds, int64_t concurrency, Send&& send) {
+  std::atomic<int64_t> errors{0};
+  std::vector<std::vector<double>> latencies(static_cast<size_t>(concurrency));
+  const auto start = Clock::now();
+  const auto deadline = start + std::chrono::duration<double>(seconds);
+  std::vector<std::thread> clients;
+  for (int64_t t = 0; t < concurrency; ++t) {
+    clients.emplace_back([&, t] {
+      auto client_send = send();  // per-thread state (e.g. a keep-alive connection)
+      while (Clock::now() < deadline) {
+        const auto t0 = Clock::now();
+        if (!client_send()) {
+          ++errors;
+          continue;
+        }
+        latencies[static_cast<size_t>(t)].push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+      }
+    });
+  }
+  for (auto& c : clients) c.join();
+  std::vector<double> all;
+  for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
+  return summarize(all, std::chrono::duration<double>(Clock::now() - start).count(), errors);
+}
+
+std::string row(const std::string& protocol, int64_t concurrency, const Stats& s, double ceiling) {
+  std::ostringstream out;
+  out << "| " << protocol << " | " << concurrency << " | " << std::fixed << std::setprecision(0) << s.images_per_s
+      << " | ";
+  if (ceiling > 0) out << 100 * s.images_per_s / ceiling << "%";
+  else out << "-";
+  out << " | " << std::setprecision(3) << s.p50 << " | " << s.p90 << " | " << s.p99 << " | " << s.errors << " |\n";
+  return out.str();
+}
+
+// The same artifact and load without HTTP: one forward at batch 1, then the concurrency sweep
+// straight into a ModelRunner with default batching (maas-serve's defaults).
+Ceiling measure_in_process(const LoadBenchOptions& o, const torch::Tensor& image, std::ostream& out) {
+  torch::NoGradGuard no_grad;
+  Artifact artifact = load_artifact(o.artifact);
+  Ceiling c;
+  {
+    auto module = torch::jit::optimize_for_inference(artifact.module);  // what maas-serve runs
+    const auto one = image.unsqueeze(0);
+    for (int i = 0; i < 20; ++i) module.forward({one});
+    c.batch1_p50_ms = closed_loop(o.seconds, 1, [&] {
+                        return [&] { return module.forward({one}).isTensor(); };
+                      }).p50;
+  }
+  ModelRunner runner(o.model, 1, artifact, BatchingOptions{});
+  for (int64_t concurrency : o.concurrency) {
+    const Stats s = closed_loop(o.seconds, concurrency, [&] {
+      return [&] { return runner.infer(image.unsqueeze(0)).defined(); };
+    });
+    c.images_per_s = std::max(c.images_per_s, s.images_per_s);
+    out << row("in-process", concurrency, s, 0) << std::flush;
+  }
+  return c;
+}
+
+struct Call {
+  std::string path, body, content_type;
+  httplib::Headers headers;
+};
+
+Call make_call(const std::string& protocol, const std::string& model, const torch::Tensor& image) {
+  const std::string infer = "/v2/models/" + model + "/infer";
+  const auto flat = image.contiguous();
+  const std::vector<int64_t> shape = {1, image.size(0), image.size(1), image.size(2)};
+  if (protocol == "json") {
+    std::vector<int> data(flat.data_ptr<uint8_t>(), flat.data_ptr<uint8_t>() + flat.numel());
+    json body = {{"inputs", {{{"name", "image"}, {"shape", shape}, {"datatype", "UINT8"}, {"data", data}}}},
+                 {"outputs", {{{"name", "probabilities"}}}}};
+    return {infer, body.dump(), "application/json", {}};
+  }
+  if (protocol == "binary") {
+    const std::string header =
+        json{{"inputs", {{{"name", "image"}, {"shape", shape}, {"datatype", "UINT8"},
+                          {"parameters", {{"binary_data_size", flat.numel()}}}}}},
+             {"outputs", {{{"name", "probabilities"}, {"parameters", {{"binary_data", true}}}}}}}
+            .dump();
+    return {infer, header + std::string(static_cast<const char*>(flat.data_ptr()), flat.numel()),
+            "application/octet-stream", {{"Inference-Header-Content-Length", std::to_string(header.size())}}};
+  }
+  if (protocol == "image") return {"/predictions/" + model, encode_png(image), "image/png", {}};
+  throw std::invalid_argument("unknown protocol '" + protocol + "' (json, binary, image)");
+}
+
+Stats run_case(const LoadBenchOptions& o, const Call& call, int64_t concurrency) {
+  return closed_loop(o.seconds, concurrency, [&] {
+    auto client = std::make_shared<httplib::Client>(o.url);
+    client->set_keep_alive(true);
+    client->set_tcp_nodelay(true);
+    client->set_read_timeout(30, 0);
+    return [client, &call] {
+      auto res = client->Post(call.path.c_str(), call.headers, call.body, call.content_type.c_str());
+      return res && res->status == 200;
+    };
+  });
+}
+
+}  // namespace
+
+void run_load_bench(const LoadBenchOptions& o, std::ostream& out) {
+  httplib::Client probe(o.url);
+  auto meta = probe.Get(("/v2/models/" + o.model).c_str());
+  if (!meta) throw std::runtime_error("cannot reach maas-serve at " + o.url + " (is it running?)");
+  if (meta->status != 200) throw std::runtime_error("server answered " + std::to_string(meta->status) + ": " + meta->body);
+  const auto shape = json::parse(meta->body)["inputs"][0]["shape"].get<std::vector<int64_t>>();
+  torch::manual_seed(0);
+  const auto image = torch::randint(0, 256, {shape[1], shape[2], shape[3]}, torch::kUInt8);
+
+  out << "| protocol | concurrency | images/s | % of in-process best | p50 ms | p90 ms | p99 ms | errors |\n"
+      << "|---|---:|---:|---:|---:|---:|---:|---:|\n" << std::flush;
+  Ceiling ceiling;
+  if (!o.artifact.empty()) ceiling = measure_in_process(o, image, out);
+  for (const auto& protocol : o.protocols) {
+    const Call call = make_call(protocol, o.model, image);
+    for (int64_t c : o.concurrency) out << row(protocol, c, run_case(o, call, c), ceiling.images_per_s) << std::flush;
+  }
+  if (!o.artifact.empty())
+    out << std::fixed << std::setprecision(3) << "\nIn-process forward of " << o.artifact
+        << " (optimize_for_inference), batch 1: p50 " << ceiling.batch1_p50_ms << " ms\n";
+}
+
+}  // namespace maas
