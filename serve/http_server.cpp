@@ -95,7 +95,7 @@ json model_config(const ModelRunner& runner) {
           {"output", {{{"name", "logits"}, {"data_type", "TYPE_FP32"}, {"dims", {classes}}},
                       {{"name", "probabilities"}, {"data_type", "TYPE_FP32"}, {"dims", {classes}}}}},
           {"dynamic_batching", {{"max_queue_delay_microseconds", b.max_queue_delay_us}}},
-          {"instance_group", {{{"count", b.instances}, {"kind", "KIND_CPU"}}}}};
+          {"instance_group", {{{"count", runner.instances()}, {"kind", "KIND_CPU"}}}}};
 }
 
 // Constant-time comparison, so the token cannot be guessed byte by byte from timings.

@@ -12,7 +12,7 @@ using Clock = std::chrono::steady_clock;
 
 ModelRunner::ModelRunner(std::string name, int64_t version, Artifact artifact, BatchingOptions options)
     : name_(std::move(name)), version_(version), info_(artifact.info), options_(options) {
-  if (options_.max_batch_size < 1 || options_.instances < 1 || options_.max_queue_delay_us < 0 ||
+  if (options_.max_batch_size < 1 || options_.instances < 0 || options_.max_queue_delay_us < 0 ||
       options_.max_queue_images < options_.max_batch_size || options_.threads_per_instance < 0)
     throw std::invalid_argument("invalid batching options for model '" + name_ + "'");
   torch::NoGradGuard no_grad;
@@ -21,9 +21,10 @@ ModelRunner::ModelRunner(std::string name, int64_t version, Artifact artifact, B
   for (int64_t b = 1; b <= options_.max_batch_size; b *= 2)
     module_.forward({torch::zeros({b, info_.channels, info_.height, info_.width}, torch::kUInt8)});
   const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  const int64_t instances = options_.instances > 0 ? options_.instances : cores;
   const int64_t threads = options_.threads_per_instance > 0 ? options_.threads_per_instance
-                                                            : std::max<int64_t>(1, cores / options_.instances);
-  for (int64_t i = 0; i < options_.instances; ++i) workers_.emplace_back([this, threads] { worker_loop(threads); });
+                                                            : std::max<int64_t>(1, cores / instances);
+  for (int64_t i = 0; i < instances; ++i) workers_.emplace_back([this, threads] { worker_loop(threads); });
 }
 
 ModelRunner::~ModelRunner() {

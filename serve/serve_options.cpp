@@ -23,7 +23,7 @@ std::vector<ConfigField> fields_of(ServeOptions& o) {
        [&o]() -> std::string {
          return o.batching.max_queue_images >= o.batching.max_batch_size ? "" : "must be >= batching.max_batch_size";
        }},
-      {"batching.instances", &o.batching.instances, at_least(&o.batching.instances, 1)},
+      {"batching.instances", &o.batching.instances, at_least(&o.batching.instances, 0)},
       {"batching.threads_per_instance", &o.batching.threads_per_instance,
        at_least(&o.batching.threads_per_instance, 0)},
   };
