@@ -14,7 +14,7 @@ struct ServeOptions {
   int64_t port = 8000;             // 0 = any free port
   std::string models_dir;          // repository: DIR/<name>/<version>/model.pt ("" = none)
   int64_t max_body_bytes = 64 << 20;  // larger request bodies get 413
-  int64_t http_threads = 64;       // concurrent connections served; requests wait in them for batches
+  int64_t http_threads = 256;      // connections served at once; a keep-alive client holds one
   std::string admin_token;         // "" = model control endpoints off; else Bearer token they require
   bool access_log = false;         // one line per request on stderr
   BatchingOptions batching;        // per model (see model_runner.h)

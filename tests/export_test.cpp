@@ -10,6 +10,7 @@
 #include "checkpoint.h"
 #include "exporter.h"
 #include "files.h"
+#include "image.h"
 #include "test_util.h"
 #include "trainer.h"
 
@@ -67,8 +68,14 @@ TEST(ArtifactGolden, TorchScriptDefinitionMatchesTheCppModel) {
 }
 
 TEST_F(ExportTest, ExportedFileLoadsWithMetadataAndSameLogits) {
-  const ExportReport report = export_run(options("model.pt"), nullptr);
+  auto o = options("model.pt");
+  o.samples_dir = out_.file("samples");
+  const ExportReport report = export_run(o, nullptr);
   EXPECT_EQ(report.verified_images, 256);
+  // One PNG per class from the test set, decodable back to the model's input.
+  const auto sample = decode_image(read_text(out_.file("samples/airplane.png")), 3, 32, 32);
+  EXPECT_EQ(sample.sizes(), torch::IntArrayRef({1, 3, 32, 32}));
+  EXPECT_TRUE(std::filesystem::exists(out_.file("samples/truck.png")));
   EXPECT_LE(report.max_abs_diff, 1e-4);
   EXPECT_EQ(report.argmax_mismatches, 0);
   EXPECT_DOUBLE_EQ(report.artifact_test_acc, report.trained_test_acc);

@@ -9,6 +9,7 @@
 #include "files.h"
 #include "image.h"
 #include "model_runner.h"
+#include "serve_options.h"
 
 namespace maas {
 namespace {
@@ -131,6 +132,31 @@ TEST(ModelRunner, RejectsBadInputAndRefusesWhenFullOrStopping) {
   EXPECT_EQ(runner.infer(torch::zeros({4, 3, 32, 32}, torch::kFloat32)).sizes(), torch::IntArrayRef({4, 10}));
   runner.stop_accepting();
   EXPECT_THROW(runner.infer(torch::zeros({1, 3, 32, 32}, torch::kUInt8)), Unavailable);
+}
+
+}  // namespace
+}  // namespace maas
+
+namespace maas {
+namespace {
+
+TEST(ServeOptions, ShippedConfigDocumentsEveryDefault) {
+  ServeOptions defaults;
+  ServeOptions loaded = load_serve_options(std::string(MAAS_SOURCE_DIR) + "/configs/serve.yaml", {});
+  EXPECT_EQ(fields_to_yaml(fields_of(loaded)), fields_to_yaml(fields_of(defaults)));
+  EXPECT_EQ(loaded.host, "127.0.0.1");  // loopback by default
+  EXPECT_TRUE(loaded.admin_token.empty());  // model control off by default
+}
+
+TEST(ServeOptions, BadSettingsNameTheKey) {
+  try {
+    load_serve_options("", {"batching.max_batch_size=0"});
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("batching.max_batch_size"), std::string::npos);
+  }
+  EXPECT_THROW(load_serve_options("", {"server.port=70000"}), ConfigError);
+  EXPECT_THROW(load_serve_options("", {"server.prot=80"}), ConfigError);
 }
 
 }  // namespace
