@@ -56,8 +56,10 @@ TEST(ModelRunner, ConcurrentClientsGetTheirOwnAnswersInSharedBatches) {
   torch::jit::Module reference = artifact.module.clone();
   BatchingOptions options;
   options.max_batch_size = 16;
-  options.max_queue_delay_us = 20000;  // long enough that concurrent requests share batches
+  options.max_queue_delay_us = 200000;
   ModelRunner runner("cnn", 1, artifact, options);
+  // A held announcement makes batches wait for company (up to 0.2 s), so they form whatever the timing.
+  ModelRunner::Arrival held(runner);
 
   constexpr int kClients = 12, kRequests = 5;
   std::vector<torch::Tensor> inputs, outputs(kClients * kRequests);
