@@ -14,7 +14,7 @@ inline constexpr const char* kWebPage = R"HTML(<!doctype html>
   h1 { font-size: 1.4rem; }
   #drop { border: 2px dashed #888; border-radius: 8px; padding: 2rem; text-align: center; margin: 1rem 0; cursor: pointer; }
   #drop.over { background: #eef4ff; border-color: #36c; }
-  #preview { max-width: 8rem; image-rendering: pixelated; display: none; margin: 0 auto 1rem; }
+  #preview { width: 8rem; image-rendering: pixelated; display: none; margin: 0 auto 1rem; }
   .row { display: grid; grid-template-columns: 8rem 1fr 4rem; gap: .5rem; align-items: center; margin: .3rem 0; }
   .bar { background: #36c; height: 1rem; border-radius: 3px; }
   .error { color: #b00; }

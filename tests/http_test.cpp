@@ -14,6 +14,7 @@
 #include "artifact.h"
 #include "files.h"
 #include "http_server.h"
+#include "image.h"
 #include "test_util.h"
 
 namespace maas {
@@ -375,6 +376,27 @@ TEST_F(HttpTest, ShutdownFinishesInFlightRequests) {
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 200);
   EXPECT_FALSE(server_->running());
+}
+
+// The web page in Debian's headless Chromium (driven by playwright-core): upload an image, and
+// the page shows the same top class as the API.
+TEST_F(HttpTest, WebPageShowsTheTopClassInChromium) {
+  const std::string web = std::string(MAAS_SOURCE_DIR) + "/tests/web";
+  if (!std::filesystem::exists("/usr/bin/chromium")) GTEST_SKIP() << "chromium not installed (apt-get install chromium)";
+  if (std::system("command -v node >/dev/null 2>&1") != 0) GTEST_SKIP() << "node not installed";
+  if (!std::filesystem::exists(web + "/node_modules/playwright-core"))
+    GTEST_SKIP() << "playwright-core missing: npm ci --prefix tests/web";
+  start();
+  TempDir dir;
+  torch::manual_seed(3);
+  const std::string png = encode_png(torch::randint(0, 256, {3, 32, 32}, torch::kUInt8));
+  testing::write_bytes(dir.file("upload.png"), png);
+  const auto api = client().Post("/predictions/cifar10", png, "image/png");
+  ASSERT_EQ(api->status, 200);
+  const std::string expected = nlohmann::ordered_json::parse(api->body).begin().key();
+  const std::string command = "node " + web + "/page_test.mjs http://127.0.0.1:" + std::to_string(port_) + "/ " +
+                              dir.file("upload.png") + " '" + expected + "'";
+  EXPECT_EQ(std::system(command.c_str()), 0) << command;
 }
 
 // The built binary: starts, answers, and exits 0 on SIGTERM.
