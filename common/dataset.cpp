@@ -109,7 +109,12 @@ ImageSet load_cifar10(const std::string& root, Split split) {
     files.push_back(root + "/test_batch.bin");
   }
   std::vector<ImageSet> parts;
-  for (const auto& f : files) parts.push_back(read_cifar10_file(f));
+  for (const auto& f : files) {
+    if (!std::ifstream(f))
+      throw DataError(f + ": cannot open (missing file); get CIFAR-10 with data/fetch-cifar10, or point data.root at "
+                          "a cifar-10-batches-bin folder");
+    parts.push_back(read_cifar10_file(f));
+  }
   ImageSet set = concat(parts);
   set.classes = read_class_names(root + "/batches.meta.txt", kCifar10Classes);
   return set;
