@@ -64,10 +64,6 @@ void ModelRunner::withdraw(Arrival& arrival) {
   wake_.notify_all();  // a batch may have been waiting for this request
 }
 
-torch::Tensor ModelRunner::infer(const torch::Tensor& images, InferTiming* timing) {
-  return infer(images, timing, nullptr);
-}
-
 torch::Tensor ModelRunner::infer(const torch::Tensor& images, InferTiming* timing, Arrival* arrival) {
   if (arrival && &arrival->runner_ != this) throw std::logic_error("Arrival belongs to another ModelRunner");
   if (images.dim() != 4 || images.size(1) != info_.channels || images.size(2) != info_.height ||

@@ -52,10 +52,6 @@ class ModelRunner {
   ModelRunner(const ModelRunner&) = delete;
   ModelRunner& operator=(const ModelRunner&) = delete;
 
-  // Runs images (uint8 or float32 [N, C, H, W] matching the model) and returns float32 logits
-  // [N, classes]. Blocks until done. Throws std::invalid_argument for a wrong shape or dtype,
-  // Unavailable when the queue is full or the runner stops.
-  torch::Tensor infer(const torch::Tensor& images, InferTiming* timing = nullptr);
 
   // A request on its way to infer() (being received or parsed). While any are announced, a
   // forming batch waits for them (up to max_queue_delay_us); with none, it runs at once, so a
@@ -74,8 +70,11 @@ class ModelRunner {
     bool pending_ = true;
   };
 
-  // As above; `arrival` (if given) is consumed as the request enters the queue.
-  torch::Tensor infer(const torch::Tensor& images, InferTiming* timing, Arrival* arrival);
+  // Runs images (uint8 or float32 [N, C, H, W] matching the model) and returns float32 logits
+  // [N, classes]. Blocks until done; fills `timing` if given; consumes `arrival` (if given) as the
+  // request enters the queue. Throws std::invalid_argument for a wrong shape or dtype,
+  // Unavailable when the queue is full or the runner stops.
+  torch::Tensor infer(const torch::Tensor& images, InferTiming* timing = nullptr, Arrival* arrival = nullptr);
 
   // Stops accepting requests; queued ones still finish.
   void stop_accepting();
