@@ -378,6 +378,18 @@ TEST_F(HttpTest, ShutdownFinishesInFlightRequests) {
   EXPECT_FALSE(server_->running());
 }
 
+TEST_F(HttpTest, AccessLogWritesOneLinePerRequest) {
+  options_.access_log = true;
+  start();
+  ::testing::internal::CaptureStderr();
+  client().Get("/v2/health/live");
+  client().Get("/v2/models/nope");
+  stop();  // joins the HTTP threads, so every line is written
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(log.find("GET /v2/health/live 200 "), std::string::npos) << log;
+  EXPECT_NE(log.find("GET /v2/models/nope 404 "), std::string::npos) << log;
+}
+
 // The web page in Debian's headless Chromium (driven by playwright-core): upload an image, and
 // the page shows the same top class as the API.
 TEST_F(HttpTest, WebPageShowsTheTopClassInChromium) {
