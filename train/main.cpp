@@ -16,7 +16,6 @@
 
 namespace {
 
-
 std::atomic<bool> g_stop_requested{false};  // set by SIGINT/SIGTERM; the loop stops after the batch
 
 void on_signal(int) {
@@ -47,9 +46,8 @@ int main(int argc, char** argv) {
     std::string run_dir;
     auto args = options.parse(argc, argv);
     if (args.count("help")) {
-      std::cout << options.help() << "\nKeys for --set: data.dataset data.root data.train_limit data.test_limit "
-                                     "model.name train.epochs train.batch_size train.eval_batch_size train.lr "
-                                     "train.seed train.threads train.channels_last\n";
+      std::cout << options.help() << "\nConfig keys (--set section.key=value) and their defaults:\n"
+                << maas::to_yaml(maas::RunConfig{});
       return 0;
     }
     if (!args.unmatched().empty()) throw maas::UsageError("unexpected argument '" + args.unmatched()[0] + "'");
