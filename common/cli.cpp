@@ -1,13 +1,22 @@
 // Exception-to-exit-code mapping shared by the mains.
 #include "cli.h"
 
-#include <cxxopts.hpp>
-
 #include <iostream>
 
 #include "config.h"
 
 namespace maas {
+
+std::optional<cxxopts::ParseResult> parse_args(cxxopts::Options& options, int argc, char** argv,
+                                               const std::string& help_epilogue) {
+  auto args = options.parse(argc, argv);
+  if (args.count("help")) {
+    std::cout << options.help() << help_epilogue;
+    return std::nullopt;
+  }
+  if (!args.unmatched().empty()) throw UsageError("unexpected argument '" + args.unmatched()[0] + "'");
+  return args;
+}
 
 int run_cli(const char* program, const std::function<int()>& body) {
   try {

@@ -12,11 +12,11 @@
 
 #include "artifact.h"
 #include "checkpoint.h"
+#include "latency.h"
 
 namespace maas {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using Forward = std::function<torch::Tensor(const torch::Tensor&)>;
 
 Forward scripted(torch::jit::Module module) {
@@ -26,18 +26,9 @@ Forward scripted(torch::jit::Module module) {
 InferenceBenchRow measure(const std::string& variant, const Forward& forward, int64_t batch, double seconds) {
   torch::NoGradGuard no_grad;
   const auto pixels = torch::randint(0, 256, {batch, 3, 32, 32}, torch::kUInt8);
-  for (int i = 0; i < 20; ++i) forward(pixels);  // warm-up: oneDNN primitives, JIT profiling runs
-  std::vector<double> latencies;
-  const auto start = Clock::now();
-  while (std::chrono::duration<double>(Clock::now() - start).count() < seconds) {
-    const auto t0 = Clock::now();
-    forward(pixels);
-    latencies.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
-  }
-  const double total = std::chrono::duration<double>(Clock::now() - start).count();
-  std::sort(latencies.begin(), latencies.end());
-  auto pct = [&](double p) { return latencies[std::min(latencies.size() - 1, static_cast<size_t>(p * latencies.size()))]; };
-  return {variant, batch, static_cast<double>(batch * latencies.size()) / total, pct(0.5), pct(0.99)};
+  // The warm-up calls build oneDNN primitives and run the JIT's profiling passes.
+  const LatencySummary s = time_calls([&] { forward(pixels); }, seconds);
+  return {variant, batch, static_cast<double>(batch) * s.calls_per_s(), s.p50, s.p99};
 }
 
 }  // namespace

@@ -19,12 +19,9 @@ int main(int argc, char** argv) {
       ("samples", "also write one test image per class as PNG into this folder", cxxopts::value<std::string>())
       ("h,help", "show this help");
   return maas::run_cli("maas-export", [&] {
-    auto args = options.parse(argc, argv);
-    if (args.count("help")) {
-      std::cout << options.help();
-      return 0;
-    }
-    if (!args.unmatched().empty()) throw maas::UsageError("unexpected argument '" + args.unmatched()[0] + "'");
+    const auto parsed = maas::parse_args(options, argc, argv);
+    if (!parsed) return 0;
+    const auto& args = *parsed;
     if (!args.count("run") || !args.count("out")) throw maas::UsageError("--run DIR and --out FILE are required");
     maas::ExportOptions o;
     o.run_dir = args["run"].as<std::string>();

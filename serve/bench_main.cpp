@@ -26,11 +26,10 @@ int main(int argc, char** argv) {
       ("h,help", "show this help");
   options.parse_positional({"mode"});
   return maas::run_cli("maas-bench", [&] {
-    auto args = options.parse(argc, argv);
-    if (args.count("help") || !args.count("mode")) {
-      std::cout << options.help();
-      return args.count("help") ? 0 : 2;
-    }
+    const auto parsed = maas::parse_args(options, argc, argv);
+    if (!parsed) return 0;
+    const auto& args = *parsed;
+    if (!args.count("mode")) throw maas::UsageError("say what to measure: maas-bench inference|serve ...");
     const std::string mode = args["mode"].as<std::string>();
     const double seconds = args["seconds"].as<double>();
     if (seconds <= 0) throw maas::UsageError("--seconds must be > 0");

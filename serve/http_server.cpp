@@ -4,6 +4,7 @@
 #include <httplib.h>
 
 #include <chrono>
+#include <map>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -192,13 +193,15 @@ void HttpServer::add_routes() {
       {"GET", "/metrics",
        [this](Req, Res res) {
          guarded(res, [&] {
+           std::map<std::string, int64_t> queued;  // per model, all versions together
            for (const auto& s : repository_.index()) {
              try {
-               metrics_.set_queue_depth(s.name, repository_.get(s.name)->queued_images());
+               queued[s.name] += repository_.get(s.name, s.version)->queued_images();
              } catch (const NotFound&) {
                // unloaded since index(): nothing to report
              }
            }
+           for (const auto& [name, images] : queued) metrics_.set_queue_depth(name, images);
            res.set_content(metrics_.scrape(), "text/plain; version=0.0.4");
          });
        }},

@@ -16,6 +16,7 @@
 
 #include "artifact.h"
 #include "image.h"
+#include "latency.h"
 #include "model_runner.h"
 
 namespace maas {
@@ -30,16 +31,8 @@ struct Stats {
 };
 
 Stats summarize(std::vector<double> latencies_ms, double seconds, int64_t errors) {
-  Stats s;
-  s.errors = errors;
-  if (latencies_ms.empty()) return s;
-  std::sort(latencies_ms.begin(), latencies_ms.end());
-  auto pct = [&](double p) { return latencies_ms[std::min(latencies_ms.size() - 1, static_cast<size_t>(p * latencies_ms.size()))]; };
-  s.images_per_s = static_cast<double>(latencies_ms.size()) / seconds;
-  s.p50 = pct(0.5);
-  s.p90 = pct(0.9);
-  s.p99 = pct(0.99);
-  return s;
+  const LatencySummary l = summarize_latencies(std::move(latencies_ms), seconds);
+  return {l.calls_per_s(), l.p50, l.p90, l.p99, errors};  // one image per call
 }
 
 struct Ceiling {
@@ -93,16 +86,8 @@ Ceiling measure_in_process(const LoadBenchOptions& o, const torch::Tensor& image
   {
     auto module = torch::jit::optimize_for_inference(artifact.module);  // what maas-serve runs
     const auto one = image.unsqueeze(0);
-    for (int i = 0; i < 20; ++i) module.forward({one});
     // In this thread: LibTorch's main-thread OpenMP team is its fastest configuration here.
-    std::vector<double> ms;
-    const auto start = Clock::now();
-    while (std::chrono::duration<double>(Clock::now() - start).count() < o.seconds) {
-      const auto t0 = Clock::now();
-      module.forward({one});
-      ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
-    }
-    c.batch1_p50_ms = summarize(ms, o.seconds, 0).p50;
+    c.batch1_p50_ms = time_calls([&] { module.forward({one}); }, o.seconds).p50;
   }
   ModelRunner runner(o.model, 1, artifact, BatchingOptions{});
   for (int64_t concurrency : o.concurrency) {

@@ -25,12 +25,9 @@ int main(int argc, char** argv) {
       ("set", "override a setting, e.g. --set batching.max_batch_size=64", cxxopts::value<std::vector<std::string>>())
       ("h,help", "show this help");
   return maas::run_cli("maas-serve", [&] {
-    auto args = options.parse(argc, argv);
-    if (args.count("help")) {
-      std::cout << options.help();
-      return 0;
-    }
-    if (!args.unmatched().empty()) throw maas::UsageError("unexpected argument '" + args.unmatched()[0] + "'");
+    const auto parsed = maas::parse_args(options, argc, argv);
+    if (!parsed) return 0;
+    const auto& args = *parsed;
     std::vector<std::string> overrides = args.count("set") ? args["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
     if (args.count("models")) overrides.push_back("server.models_dir=" + args["models"].as<std::string>());
     if (args.count("host")) overrides.push_back("server.host=" + args["host"].as<std::string>());

@@ -69,7 +69,7 @@ std::vector<ModelStatus> ModelRepository::index() const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::vector<ModelStatus> out;
   for (const auto& [name, versions] : models_)
-    for (const auto& [version, runner] : versions) out.push_back({name, version, true});
+    for (const auto& [version, runner] : versions) out.push_back({name, version});
   return out;
 }
 

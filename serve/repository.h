@@ -21,7 +21,6 @@ class NotFound : public std::runtime_error {
 struct ModelStatus {
   std::string name;
   int64_t version = 0;
-  bool ready = false;
 };
 
 // Thread-safe. Runners are shared_ptrs: a request keeps its runner alive across a swap.

@@ -44,13 +44,11 @@ int main(int argc, char** argv) {
       ("h,help", "show this help");
   return maas::run_cli("maas-train", [&] {
     std::string run_dir;
-    auto args = options.parse(argc, argv);
-    if (args.count("help")) {
-      std::cout << options.help() << "\nConfig keys (--set section.key=value) and their defaults:\n"
-                << maas::to_yaml(maas::RunConfig{});
-      return 0;
-    }
-    if (!args.unmatched().empty()) throw maas::UsageError("unexpected argument '" + args.unmatched()[0] + "'");
+    const auto parsed = maas::parse_args(
+        options, argc, argv,
+        "\nConfig keys (--set section.key=value) and their defaults:\n" + maas::to_yaml(maas::RunConfig{}));
+    if (!parsed) return 0;
+    const auto& args = *parsed;
     const bool resume = args.count("resume") > 0;
     const auto overrides = args.count("set") ? args["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
     maas::RunConfig config;
