@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
       ("model", "serve: model name", cxxopts::value<std::string>()->default_value("cifar10"))
       ("artifact", "serve: the served model.pt, measured in-process as the ceiling", cxxopts::value<std::string>())
       ("concurrency", "serve: client counts", cxxopts::value<std::vector<int64_t>>()->default_value("1,4,16,64"))
+      ("images-per-request", "serve: images in each request (like perf_analyzer's -b)", cxxopts::value<std::vector<int64_t>>()->default_value("1,8"))
       ("protocols", "serve: binary, json, image", cxxopts::value<std::vector<std::string>>()->default_value("binary,json,image"))
       ("seconds", "measuring time per case", cxxopts::value<double>()->default_value("3"))
       ("h,help", "show this help");
@@ -51,8 +52,11 @@ int main(int argc, char** argv) {
       o.concurrency = args["concurrency"].as<std::vector<int64_t>>();
       o.protocols = args["protocols"].as<std::vector<std::string>>();
       o.seconds = seconds;
+      o.images_per_request = args["images-per-request"].as<std::vector<int64_t>>();
       for (auto c : o.concurrency)
         if (c < 1 || c > 1024) throw maas::UsageError("concurrency must be in 1..1024");
+      for (auto n : o.images_per_request)
+        if (n < 1 || n > 1024) throw maas::UsageError("images per request must be in 1..1024");
       maas::run_load_bench(o, std::cout);
     } else {
       throw maas::UsageError("unknown mode '" + mode + "' (inference, serve)");

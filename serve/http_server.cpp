@@ -2,6 +2,7 @@
 #include "http_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <map>
@@ -120,6 +121,14 @@ HttpServer::HttpServer(const ServeOptions& options, ModelRepository& repository)
   http_->set_tcp_nodelay(true);
   // Keep connections open across many requests (httplib's default closes after 5).
   http_->set_keep_alive_max_count(1 << 20);
+  // httplib's default options add SO_REUSEPORT, with which a second server on the same port starts
+  // without error and silently takes half the connections. SO_REUSEADDR alone still allows a quick
+  // restart. The socket is remembered so bind() can enlarge its backlog.
+  http_->set_socket_options([this](int socket) {
+    const int yes = 1;
+    ::setsockopt(socket, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    listen_socket_ = socket;
+  });
   http_->set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
     request_started = Clock::now();
     return httplib::Server::HandlerResponse::Unhandled;
@@ -317,6 +326,11 @@ int HttpServer::bind() {
   if (port < 0)
     throw std::runtime_error("cannot listen on " + options_.host + ":" + std::to_string(options_.port) +
                              " (address in use or not available)");
+  // httplib listens with a backlog of 5: a burst of new connections (64 clients starting at once)
+  // overflows it, and the dropped SYNs are retried only after a second. Listening again on the
+  // bound socket raises the backlog.
+  if (::listen(listen_socket_, SOMAXCONN) != 0)
+    throw std::runtime_error("cannot listen on " + options_.host + ":" + std::to_string(port));
   return port;
 }
 

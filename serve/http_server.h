@@ -24,7 +24,8 @@ class HttpServer {
   ~HttpServer();
 
   // Binds options.host:options.port (port 0 = any free port). Returns the bound port.
-  // Throws std::runtime_error when the address cannot be bound.
+  // Throws std::runtime_error when the address cannot be bound, also when another server
+  // (another maas-serve included) already listens on it.
   int bind();
   // Serves until stop(); blocks. Call after bind().
   void listen();
@@ -42,6 +43,7 @@ class HttpServer {
   ServeMetrics metrics_;
   std::unique_ptr<httplib::Server> http_;
   std::atomic<bool> ready_{false};
+  int listen_socket_ = -1;  // set by httplib's socket-options callback during bind()
 };
 
 }  // namespace maas

@@ -1,5 +1,5 @@
-// Closed-loop clients: each thread sends one single-image request at a time on its own keep-alive
-// connection and records the latency of each.
+// Closed-loop clients: each thread sends one request of `images` images at a time on its own
+// keep-alive connection and records the latency of each (perf_analyzer's concurrency and -b).
 #include "load_bench.h"
 
 #include <httplib.h>
@@ -30,19 +30,20 @@ struct Stats {
   int64_t errors = 0;
 };
 
-Stats summarize(std::vector<double> latencies_ms, double seconds, int64_t errors) {
+Stats summarize(std::vector<double> latencies_ms, double seconds, int64_t errors, int64_t images_per_call) {
   const LatencySummary l = summarize_latencies(std::move(latencies_ms), seconds);
-  return {l.calls_per_s(), l.p50, l.p90, l.p99, errors};  // one image per call
+  return {l.calls_per_s() * static_cast<double>(images_per_call), l.p50, l.p90, l.p99, errors};
 }
 
 struct Ceiling {
   double batch1_p50_ms = 0;  // one forward of one image, no queue, no HTTP
-  double images_per_s = 0;   // best in-process sweep throughput (same clients, no HTTP)
+  double images_per_s = 0;   // best in-process sweep throughput (same clients and requests, no HTTP)
 };
 
-// Closed-loop clients calling `send` until the deadline; latencies of successful calls.
+// Closed-loop clients calling `send` (one request of `images` images) until the deadline;
+// latencies of successful calls.
 template <typename Send>
-Stats closed_loop(double seconds, int64_t concurrency, Send&& send) {
+Stats closed_loop(double seconds, int64_t concurrency, int64_t images, Send&& send) {
   std::atomic<int64_t> errors{0};
   std::vector<std::vector<double>> latencies(static_cast<size_t>(concurrency));
   const auto start = Clock::now();
@@ -64,12 +65,12 @@ Stats closed_loop(double seconds, int64_t concurrency, Send&& send) {
   for (auto& c : clients) c.join();
   std::vector<double> all;
   for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
-  return summarize(all, std::chrono::duration<double>(Clock::now() - start).count(), errors);
+  return summarize(all, std::chrono::duration<double>(Clock::now() - start).count(), errors, images);
 }
 
-std::string row(const std::string& protocol, int64_t concurrency, const Stats& s, double ceiling) {
+std::string row(const std::string& protocol, int64_t images, int64_t concurrency, const Stats& s, double ceiling) {
   std::ostringstream out;
-  out << "| " << protocol << " | " << concurrency << " | " << std::fixed << std::setprecision(0) << s.images_per_s
+  out << "| " << protocol << " | " << images << " | " << concurrency << " | " << std::fixed << std::setprecision(0) << s.images_per_s
       << " | ";
   if (ceiling > 0) out << 100 * s.images_per_s / ceiling << "%";
   else out << "-";
@@ -77,25 +78,28 @@ std::string row(const std::string& protocol, int64_t concurrency, const Stats& s
   return out.str();
 }
 
-// The same artifact and load without HTTP: one forward at batch 1, then the concurrency sweep
-// straight into a ModelRunner with default batching (maas-serve's defaults).
-Ceiling measure_in_process(const LoadBenchOptions& o, const torch::Tensor& image, std::ostream& out) {
+// The same artifact and load without HTTP: one forward at batch 1, then the same sweep straight
+// into a ModelRunner with default batching (maas-serve's defaults).
+Ceiling measure_in_process(const LoadBenchOptions& o, const torch::Tensor& images, std::ostream& out) {
   torch::NoGradGuard no_grad;
   Artifact artifact = load_artifact(o.artifact);
   Ceiling c;
   {
     auto module = torch::jit::optimize_for_inference(artifact.module);  // what maas-serve runs
-    const auto one = image.unsqueeze(0);
+    const auto one = images.slice(0, 0, 1);
     // In this thread: LibTorch's main-thread OpenMP team is its fastest configuration here.
     c.batch1_p50_ms = time_calls([&] { module.forward({one}); }, o.seconds).p50;
   }
   ModelRunner runner(o.model, 1, artifact, BatchingOptions{});
-  for (int64_t concurrency : o.concurrency) {
-    const Stats s = closed_loop(o.seconds, concurrency, [&] {
-      return [&] { return runner.infer(image.unsqueeze(0)).defined(); };
-    });
-    c.images_per_s = std::max(c.images_per_s, s.images_per_s);
-    out << row("in-process", concurrency, s, 0) << std::flush;
+  for (int64_t n : o.images_per_request) {
+    const auto request = images.slice(0, 0, n);
+    for (int64_t concurrency : o.concurrency) {
+      const Stats s = closed_loop(o.seconds, concurrency, n, [&] {
+        return [&] { return runner.infer(request).defined(); };
+      });
+      c.images_per_s = std::max(c.images_per_s, s.images_per_s);
+      out << row("in-process", n, concurrency, s, 0) << std::flush;
+    }
   }
   return c;
 }
@@ -105,10 +109,11 @@ struct Call {
   httplib::Headers headers;
 };
 
-Call make_call(const std::string& protocol, const std::string& model, const torch::Tensor& image) {
+// One request carrying `images` [N, C, H, W] (the image protocol takes N = 1).
+Call make_call(const std::string& protocol, const std::string& model, const torch::Tensor& images) {
   const std::string infer = "/v2/models/" + model + "/infer";
-  const auto flat = image.contiguous();
-  const std::vector<int64_t> shape = {1, image.size(0), image.size(1), image.size(2)};
+  const auto flat = images.contiguous();
+  const std::vector<int64_t> shape = images.sizes().vec();
   if (protocol == "json") {
     std::vector<int> data(flat.data_ptr<uint8_t>(), flat.data_ptr<uint8_t>() + flat.numel());
     json body = {{"inputs", {{{"name", "image"}, {"shape", shape}, {"datatype", "UINT8"}, {"data", data}}}},
@@ -124,12 +129,12 @@ Call make_call(const std::string& protocol, const std::string& model, const torc
     return {infer, header + std::string(static_cast<const char*>(flat.data_ptr()), flat.numel()),
             "application/octet-stream", {{"Inference-Header-Content-Length", std::to_string(header.size())}}};
   }
-  if (protocol == "image") return {"/predictions/" + model, encode_png(image), "image/png", {}};
+  if (protocol == "image") return {"/predictions/" + model, encode_png(images[0]), "image/png", {}};
   throw std::invalid_argument("unknown protocol '" + protocol + "' (json, binary, image)");
 }
 
-Stats run_case(const LoadBenchOptions& o, const Call& call, int64_t concurrency) {
-  return closed_loop(o.seconds, concurrency, [&] {
+Stats run_case(const LoadBenchOptions& o, const Call& call, int64_t images, int64_t concurrency) {
+  return closed_loop(o.seconds, concurrency, images, [&] {
     auto client = std::make_shared<httplib::Client>(o.url);
     client->set_keep_alive(true);
     client->set_tcp_nodelay(true);
@@ -150,15 +155,20 @@ void run_load_bench(const LoadBenchOptions& o, std::ostream& out) {
   if (meta->status != 200) throw std::runtime_error("server answered " + std::to_string(meta->status) + ": " + meta->body);
   const auto shape = json::parse(meta->body)["inputs"][0]["shape"].get<std::vector<int64_t>>();
   torch::manual_seed(0);
-  const auto image = torch::randint(0, 256, {shape[1], shape[2], shape[3]}, torch::kUInt8);
+  const int64_t most = *std::max_element(o.images_per_request.begin(), o.images_per_request.end());
+  const auto images = torch::randint(0, 256, {most, shape[1], shape[2], shape[3]}, torch::kUInt8);
 
-  out << "| protocol | concurrency | images/s | % of in-process best | p50 ms | p90 ms | p99 ms | errors |\n"
-      << "|---|---:|---:|---:|---:|---:|---:|---:|\n" << std::flush;
+  out << "| protocol | images/request | concurrency | images/s | % of in-process best | p50 ms | p90 ms | p99 ms | errors |\n"
+      << "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n" << std::flush;
   Ceiling ceiling;
-  if (!o.artifact.empty()) ceiling = measure_in_process(o, image, out);
+  if (!o.artifact.empty()) ceiling = measure_in_process(o, images, out);
   for (const auto& protocol : o.protocols) {
-    const Call call = make_call(protocol, o.model, image);
-    for (int64_t c : o.concurrency) out << row(protocol, c, run_case(o, call, c), ceiling.images_per_s) << std::flush;
+    for (int64_t n : o.images_per_request) {
+      if (protocol == "image" && n > 1) continue;  // an upload is one image file
+      const Call call = make_call(protocol, o.model, images.slice(0, 0, n));
+      for (int64_t c : o.concurrency)
+        out << row(protocol, n, c, run_case(o, call, n, c), ceiling.images_per_s) << std::flush;
+    }
   }
   if (!o.artifact.empty())
     out << std::fixed << std::setprecision(3) << "\nIn-process forward of " << o.artifact

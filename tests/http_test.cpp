@@ -7,8 +7,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <future>
+#include <netinet/in.h>
 #include <nlohmann/json.hpp>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 #include <thread>
 
 #include "artifact.h"
@@ -376,6 +380,49 @@ TEST_F(HttpTest, ShutdownFinishesInFlightRequests) {
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 200);
   EXPECT_FALSE(server_->running());
+}
+
+TEST_F(HttpTest, ASecondServerOnTheSamePortFailsToBind) {
+  start();
+  ServeOptions same = options_;
+  same.port = port_;
+  HttpServer second(same, *repository_);
+  EXPECT_THROW(second.bind(), std::runtime_error);
+  EXPECT_EQ(client().Get("/v2/health/live")->status, 200);  // the first one still answers
+}
+
+// Without accept() running, the kernel completes handshakes only up to the listen backlog; a
+// burst of clients must not overflow it (httplib's own backlog is 5, and a dropped SYN is
+// retried only after a second).
+TEST_F(HttpTest, ABurstOfNewConnectionsFitsTheListenBacklog) {
+  options_.port = 0;
+  repository_ = std::make_unique<ModelRepository>(options_.models_dir, options_.batching);
+  HttpServer server(options_, *repository_);
+  const int port = server.bind();  // bound and listening, but nothing accepts
+  std::vector<pollfd> sockets;
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  for (int i = 0; i < 64; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    ASSERT_GE(fd, 0);
+    ::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address);  // EINPROGRESS
+    sockets.push_back({fd, POLLOUT, 0});
+  }
+  size_t connected = 0;
+  for (int waited_ms = 0; waited_ms < 500 && connected < sockets.size(); waited_ms += 10) {
+    ::poll(sockets.data(), sockets.size(), 10);
+    connected = 0;
+    for (auto& s : sockets) {
+      int error = 0;
+      socklen_t size = sizeof error;
+      if ((s.revents & POLLOUT) && ::getsockopt(s.fd, SOL_SOCKET, SO_ERROR, &error, &size) == 0 && error == 0)
+        ++connected;
+    }
+  }
+  for (auto& s : sockets) ::close(s.fd);
+  EXPECT_EQ(connected, sockets.size());
 }
 
 TEST_F(HttpTest, AccessLogWritesOneLinePerRequest) {
