@@ -21,7 +21,7 @@ int main(int argc, char** argv) {
       ("model", "serve: model name", cxxopts::value<std::string>()->default_value("cifar10"))
       ("artifact", "serve: the served model.pt, measured in-process as the ceiling", cxxopts::value<std::string>())
       ("concurrency", "serve: client counts", cxxopts::value<std::vector<int64_t>>()->default_value("1,4,16,64"))
-      ("images-per-request", "serve: images in each request (like perf_analyzer's -b)", cxxopts::value<std::vector<int64_t>>()->default_value("1,8"))
+      ("images-per-request", "serve: images in each request (like perf_analyzer's -b)", cxxopts::value<std::vector<int64_t>>()->default_value("1,8,32"))
       ("protocols", "serve: binary, json, image", cxxopts::value<std::vector<std::string>>()->default_value("binary,json,image"))
       ("seconds", "measuring time per case", cxxopts::value<double>()->default_value("3"))
       ("h,help", "show this help");

@@ -96,7 +96,9 @@ json model_config(const ModelRunner& runner) {
           {"input", {{{"name", "image"}, {"data_type", "TYPE_UINT8"}, {"dims", {info.channels, info.height, info.width}}}}},
           {"output", {{{"name", "logits"}, {"data_type", "TYPE_FP32"}, {"dims", {classes}}},
                       {{"name", "probabilities"}, {"data_type", "TYPE_FP32"}, {"dims", {classes}}}}},
-          {"dynamic_batching", {{"max_queue_delay_microseconds", b.max_queue_delay_us}}},
+          // max_queue_images is maas's own: the queue's capacity in images (beyond it, 503).
+          {"dynamic_batching", {{"max_queue_delay_microseconds", b.max_queue_delay_us},
+                                {"max_queue_images", b.max_queue_images}}},
           {"instance_group", {{{"count", runner.instances()}, {"kind", "KIND_CPU"}}}}};
 }
 

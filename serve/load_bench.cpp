@@ -9,6 +9,8 @@
 #include <atomic>
 #include <chrono>
 #include <iomanip>
+#include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <sstream>
@@ -27,24 +29,25 @@ using nlohmann::json;
 
 struct Stats {
   double images_per_s = 0, p50 = 0, p90 = 0, p99 = 0;
-  int64_t errors = 0;
+  std::map<std::string, int64_t> errors;  // failed calls by reason
+  int64_t error_count() const {
+    int64_t n = 0;
+    for (const auto& [reason, count] : errors) n += count;
+    return n;
+  }
 };
-
-Stats summarize(std::vector<double> latencies_ms, double seconds, int64_t errors, int64_t images_per_call) {
-  const LatencySummary l = summarize_latencies(std::move(latencies_ms), seconds);
-  return {l.calls_per_s() * static_cast<double>(images_per_call), l.p50, l.p90, l.p99, errors};
-}
 
 struct Ceiling {
   double batch1_p50_ms = 0;  // one forward of one image, no queue, no HTTP
   double images_per_s = 0;   // best in-process sweep throughput (same clients and requests, no HTTP)
 };
 
-// Closed-loop clients calling `send` (one request of `images` images) until the deadline;
-// latencies of successful calls.
+// Closed-loop clients calling `send` (one request of `images` images; returns "" on success, else
+// why it failed) until the deadline; latencies of successful calls.
 template <typename Send>
 Stats closed_loop(double seconds, int64_t concurrency, int64_t images, Send&& send) {
-  std::atomic<int64_t> errors{0};
+  std::mutex errors_mutex;
+  std::map<std::string, int64_t> errors;
   std::vector<std::vector<double>> latencies(static_cast<size_t>(concurrency));
   const auto start = Clock::now();
   const auto deadline = start + std::chrono::duration<double>(seconds);
@@ -54,8 +57,10 @@ Stats closed_loop(double seconds, int64_t concurrency, int64_t images, Send&& se
       auto client_send = send();  // per-thread state (e.g. a keep-alive connection)
       while (Clock::now() < deadline) {
         const auto t0 = Clock::now();
-        if (!client_send()) {
-          ++errors;
+        const std::string error = client_send();
+        if (!error.empty()) {
+          std::lock_guard<std::mutex> lock(errors_mutex);
+          ++errors[error];
           continue;
         }
         latencies[static_cast<size_t>(t)].push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
@@ -65,7 +70,8 @@ Stats closed_loop(double seconds, int64_t concurrency, int64_t images, Send&& se
   for (auto& c : clients) c.join();
   std::vector<double> all;
   for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
-  return summarize(all, std::chrono::duration<double>(Clock::now() - start).count(), errors, images);
+  const LatencySummary l = summarize_latencies(std::move(all), std::chrono::duration<double>(Clock::now() - start).count());
+  return {l.calls_per_s() * static_cast<double>(images), l.p50, l.p90, l.p99, std::move(errors)};
 }
 
 std::string row(const std::string& protocol, int64_t images, int64_t concurrency, const Stats& s, double ceiling) {
@@ -74,13 +80,30 @@ std::string row(const std::string& protocol, int64_t images, int64_t concurrency
       << " | ";
   if (ceiling > 0) out << 100 * s.images_per_s / ceiling << "%";
   else out << "-";
-  out << " | " << std::setprecision(3) << s.p50 << " | " << s.p90 << " | " << s.p99 << " | " << s.errors << " |\n";
+  out << " | " << std::setprecision(3) << s.p50 << " | " << s.p90 << " | " << s.p99 << " | " << s.error_count() << " |\n";
   return out.str();
 }
 
+// The server's batching settings, from its Triton-style model config.
+BatchingOptions batching_of(const json& config) {
+  BatchingOptions b;
+  b.max_batch_size = config.at("max_batch_size").get<int64_t>();
+  b.max_queue_delay_us = config.at("dynamic_batching").at("max_queue_delay_microseconds").get<int64_t>();
+  b.max_queue_images = config.at("dynamic_batching").at("max_queue_images").get<int64_t>();
+  b.instances = config.at("instance_group").at(0).at("count").get<int64_t>();
+  return b;
+}
+
+// Whether a case fits the queue: closed-loop clients never have more than this many images waiting.
+bool fits_queue(const BatchingOptions& b, int64_t images, int64_t concurrency) {
+  return images * concurrency <= b.max_queue_images;
+}
+
 // The same artifact and load without HTTP: one forward at batch 1, then the same sweep straight
-// into a ModelRunner with default batching (maas-serve's defaults).
-Ceiling measure_in_process(const LoadBenchOptions& o, const torch::Tensor& images, std::ostream& out) {
+// into a ModelRunner with the server's batching settings.
+template <typename Report>
+Ceiling measure_in_process(const LoadBenchOptions& o, const BatchingOptions& batching, const torch::Tensor& images,
+                           Report&& report) {
   torch::NoGradGuard no_grad;
   Artifact artifact = load_artifact(o.artifact);
   Ceiling c;
@@ -90,15 +113,23 @@ Ceiling measure_in_process(const LoadBenchOptions& o, const torch::Tensor& image
     // In this thread: LibTorch's main-thread OpenMP team is its fastest configuration here.
     c.batch1_p50_ms = time_calls([&] { module.forward({one}); }, o.seconds).p50;
   }
-  ModelRunner runner(o.model, 1, artifact, BatchingOptions{});
+  ModelRunner runner(o.model, 1, artifact, batching);
   for (int64_t n : o.images_per_request) {
     const auto request = images.slice(0, 0, n);
     for (int64_t concurrency : o.concurrency) {
+      if (!fits_queue(batching, n, concurrency)) continue;
       const Stats s = closed_loop(o.seconds, concurrency, n, [&] {
-        return [&] { return runner.infer(request).defined(); };
+        return [&]() -> std::string {
+          try {
+            runner.infer(request);
+            return "";
+          } catch (const std::exception& e) {
+            return e.what();
+          }
+        };
       });
       c.images_per_s = std::max(c.images_per_s, s.images_per_s);
-      out << row("in-process", n, concurrency, s, 0) << std::flush;
+      report("in-process", n, concurrency, s, 0);
     }
   }
   return c;
@@ -139,9 +170,11 @@ Stats run_case(const LoadBenchOptions& o, const Call& call, int64_t images, int6
     client->set_keep_alive(true);
     client->set_tcp_nodelay(true);
     client->set_read_timeout(30, 0);
-    return [client, &call] {
+    return [client, &call]() -> std::string {
       auto res = client->Post(call.path.c_str(), call.headers, call.body, call.content_type.c_str());
-      return res && res->status == 200;
+      if (!res) return "connection: " + httplib::to_string(res.error());
+      if (res->status != 200) return "HTTP " + std::to_string(res->status) + ": " + res->body.substr(0, 200);
+      return "";
     };
   });
 }
@@ -154,22 +187,39 @@ void run_load_bench(const LoadBenchOptions& o, std::ostream& out) {
   if (!meta) throw std::runtime_error("cannot reach maas-serve at " + o.url + " (is it running?)");
   if (meta->status != 200) throw std::runtime_error("server answered " + std::to_string(meta->status) + ": " + meta->body);
   const auto shape = json::parse(meta->body)["inputs"][0]["shape"].get<std::vector<int64_t>>();
+  auto config = probe.Get(("/v2/models/" + o.model + "/config").c_str());
+  if (!config || config->status != 200) throw std::runtime_error("cannot read the model's config from " + o.url);
+  const BatchingOptions batching = batching_of(json::parse(config->body));
   torch::manual_seed(0);
   const int64_t most = *std::max_element(o.images_per_request.begin(), o.images_per_request.end());
   const auto images = torch::randint(0, 256, {most, shape[1], shape[2], shape[3]}, torch::kUInt8);
 
   out << "| protocol | images/request | concurrency | images/s | % of in-process best | p50 ms | p90 ms | p99 ms | errors |\n"
       << "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n" << std::flush;
+  std::vector<std::string> failures;  // printed after the table
+  auto report = [&](const std::string& protocol, int64_t n, int64_t c, const Stats& s, double ceiling) {
+    out << row(protocol, n, c, s, ceiling) << std::flush;
+    for (const auto& [reason, count] : s.errors)
+      failures.push_back(protocol + ", " + std::to_string(n) + " images/request, concurrency " + std::to_string(c) +
+                         ": " + std::to_string(count) + " x " + reason);
+  };
   Ceiling ceiling;
-  if (!o.artifact.empty()) ceiling = measure_in_process(o, images, out);
+  if (!o.artifact.empty()) ceiling = measure_in_process(o, batching, images, report);
   for (const auto& protocol : o.protocols) {
     for (int64_t n : o.images_per_request) {
       if (protocol == "image" && n > 1) continue;  // an upload is one image file
       const Call call = make_call(protocol, o.model, images.slice(0, 0, n));
       for (int64_t c : o.concurrency)
-        out << row(protocol, n, c, run_case(o, call, n, c), ceiling.images_per_s) << std::flush;
+        if (fits_queue(batching, n, c)) report(protocol, n, c, run_case(o, call, n, c), ceiling.images_per_s);
     }
   }
+  for (int64_t n : o.images_per_request)
+    for (int64_t c : o.concurrency)
+      if (!fits_queue(batching, n, c))
+        out << "\nSkipped " << n << " images/request at concurrency " << c << ": more than the model's queue holds ("
+            << batching.max_queue_images << " images, batching.max_queue_images), so most requests would get 503.\n";
+  if (!failures.empty()) out << "\nErrors:\n";
+  for (const auto& f : failures) out << "- " << f << "\n";
   if (!o.artifact.empty())
     out << std::fixed << std::setprecision(3) << "\nIn-process forward of " << o.artifact
         << " (optimize_for_inference), batch 1: p50 " << ceiling.batch1_p50_ms << " ms\n";

@@ -13,7 +13,7 @@ struct LoadBenchOptions {
   std::string model = "cifar10";
   std::string artifact;                        // if set, also measure it in-process (the ceiling)
   std::vector<int64_t> concurrency{1, 4, 16, 64};
-  std::vector<int64_t> images_per_request{1, 8};  // perf_analyzer's -b; image uploads are always 1
+  std::vector<int64_t> images_per_request{1, 8, 32};  // perf_analyzer's -b; image uploads are always 1
   std::vector<std::string> protocols{"binary", "json", "image"};
   double seconds = 3;                          // per (protocol, concurrency) case
 };

@@ -33,7 +33,8 @@ ModelRunner::~ModelRunner() {
     accepting_ = false;
     stopping_ = true;
   }
-  wake_.notify_all();
+  idle_.notify_all();
+  batch_ready_.notify_all();
   for (auto& w : workers_) w.join();
 }
 
@@ -55,13 +56,15 @@ ModelRunner::Arrival::Arrival(ModelRunner& runner) : runner_(runner) {
 ModelRunner::Arrival::~Arrival() { runner_.withdraw(*this); }
 
 void ModelRunner::withdraw(Arrival& arrival) {
+  bool batch_ready = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (!arrival.pending_) return;
     arrival.pending_ = false;
     --arriving_;
+    batch_ready = gathering_ && arriving_ == 0;  // the forming batch was waiting for this request
   }
-  wake_.notify_all();  // a batch may have been waiting for this request
+  if (batch_ready) batch_ready_.notify_one();
 }
 
 torch::Tensor ModelRunner::infer(const torch::Tensor& images, InferTiming* timing, Arrival* arrival) {
@@ -74,6 +77,7 @@ torch::Tensor ModelRunner::infer(const torch::Tensor& images, InferTiming* timin
   if (images.scalar_type() != torch::kUInt8 && images.scalar_type() != torch::kFloat32)
     throw std::invalid_argument("images must be uint8 or float32");
   std::future<torch::Tensor> result;
+  bool wake_idle = false, batch_ready = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (!accepting_) throw Unavailable("model '" + name_ + "' is shutting down");
@@ -86,8 +90,13 @@ torch::Tensor ModelRunner::infer(const torch::Tensor& images, InferTiming* timin
       arrival->pending_ = false;
       --arriving_;
     }
+    // Wake only whom this request concerns: an idle worker, or the one forming a batch once it is
+    // full or nobody else is on the way (waking every worker per request costs context switches).
+    wake_idle = !gathering_;
+    batch_ready = gathering_ && (queued_images_ >= options_.max_batch_size || arriving_ == 0);
   }
-  wake_.notify_all();
+  if (wake_idle) idle_.notify_one();
+  if (batch_ready) batch_ready_.notify_one();
   return result.get();
 }
 
@@ -97,11 +106,13 @@ void ModelRunner::worker_loop(int64_t threads) {
   const auto max_delay = std::chrono::microseconds(options_.max_queue_delay_us);
   std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
-    wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    // One worker at a time forms a batch from the front of the queue; the others wait their turn.
+    idle_.wait(lock, [&] { return !gathering_ && (stopping_ || !queue_.empty()); });
     if (queue_.empty()) return;  // stopping and drained
+    gathering_ = true;
     // Wait for announced requests until the batch is full or the oldest request's delay is used up.
     const auto deadline = queue_.front().enqueued + max_delay;
-    wake_.wait_until(lock, deadline, [&] {
+    batch_ready_.wait_until(lock, deadline, [&] {
       return stopping_ || queued_images_ >= options_.max_batch_size || arriving_ == 0;
     });
     std::vector<Request> batch;
@@ -113,6 +124,9 @@ void ModelRunner::worker_loop(int64_t threads) {
       queue_.pop_front();
     }
     queued_images_ -= images;
+    gathering_ = false;
+    if (stopping_) idle_.notify_all();             // let the others drain and exit
+    else if (!queue_.empty()) idle_.notify_one();  // the rest is the next batch
     lock.unlock();
     run_batch(batch);
     lock.lock();

@@ -104,10 +104,12 @@ class ModelRunner {
   torch::jit::Module module_;
 
   mutable std::mutex mutex_;
-  std::condition_variable wake_;
+  std::condition_variable idle_;         // workers waiting for work (or their turn to form a batch)
+  std::condition_variable batch_ready_;  // the one worker forming a batch
   std::deque<Request> queue_;
   int64_t queued_images_ = 0;
   int64_t arriving_ = 0;  // announced Arrivals not yet queued
+  bool gathering_ = false;  // a worker is forming a batch from the front of the queue
   bool accepting_ = true;
   bool stopping_ = false;
   std::vector<std::thread> workers_;

@@ -19,6 +19,7 @@
 #include "files.h"
 #include "http_server.h"
 #include "image.h"
+#include "load_bench.h"
 #include "test_util.h"
 
 namespace maas {
@@ -114,7 +115,9 @@ TEST_F(HttpTest, HealthMetadataConfigAndPage) {
     EXPECT_EQ(meta["versions"], json({"1"}));
   }
   EXPECT_EQ(c.Get("/v2/models/cifar10/ready")->status, 200);
-  EXPECT_EQ(json::parse(c.Get("/v2/models/cifar10/config")->body)["max_batch_size"], 16);
+  const auto config = json::parse(c.Get("/v2/models/cifar10/config")->body);
+  EXPECT_EQ(config["max_batch_size"], 16);
+  EXPECT_EQ(config["dynamic_batching"]["max_queue_images"], options_.batching.max_queue_images);
   EXPECT_EQ(json::parse(c.Get("/models")->body)["models"][0]["name"], "cifar10");
   const auto page = c.Get("/");
   EXPECT_EQ(page->status, 200);
@@ -423,6 +426,28 @@ TEST_F(HttpTest, ABurstOfNewConnectionsFitsTheListenBacklog) {
   }
   for (auto& s : sockets) ::close(s.fd);
   EXPECT_EQ(connected, sockets.size());
+}
+
+// maas-bench serve against the real server: every protocol and request size gets a row without
+// errors, beside the in-process rows; cases that cannot fit the server's queue are skipped.
+TEST_F(HttpTest, LoadBenchMeasuresEveryProtocolAgainstTheServer) {
+  options_.batching.max_queue_images = 16;
+  start();
+  LoadBenchOptions bench;
+  bench.url = "http://127.0.0.1:" + std::to_string(port_);
+  bench.artifact = repo_.file("cifar10/1/model.pt");
+  bench.concurrency = {1, 8};
+  bench.images_per_request = {1, 4};
+  bench.seconds = 0.2;
+  std::ostringstream out;
+  run_load_bench(bench, out);
+  const std::string table = out.str();
+  for (const char* row : {"| in-process | 4 | 1 |", "| binary | 1 | 8 |", "| json | 4 | 1 |", "| image | 1 | 8 |"})
+    EXPECT_NE(table.find(row), std::string::npos) << row << "\n" << table;
+  EXPECT_EQ(table.find("| image | 4 |"), std::string::npos) << table;     // an upload is one image
+  EXPECT_EQ(table.find("| binary | 4 | 8 |"), std::string::npos) << table;  // 32 images > queue of 16
+  EXPECT_NE(table.find("Skipped 4 images/request at concurrency 8"), std::string::npos) << table;
+  EXPECT_EQ(table.find("Errors:"), std::string::npos) << table;
 }
 
 TEST_F(HttpTest, AccessLogWritesOneLinePerRequest) {
