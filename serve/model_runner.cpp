@@ -3,6 +3,7 @@
 #include "model_runner.h"
 
 #include <ATen/Parallel.h>
+#include <pthread.h>
 
 #include <algorithm>
 
@@ -101,6 +102,7 @@ torch::Tensor ModelRunner::infer(const torch::Tensor& images, InferTiming* timin
 }
 
 void ModelRunner::worker_loop(int64_t threads) {
+  pthread_setname_np(pthread_self(), "maas-worker");  // shows in top -H, perf and gdb
   at::set_num_threads(static_cast<int>(threads));
   torch::NoGradGuard no_grad;
   const auto max_delay = std::chrono::microseconds(options_.max_queue_delay_us);
