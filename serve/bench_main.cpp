@@ -11,7 +11,7 @@
 int main(int argc, char** argv) {
   cxxopts::Options options("maas-bench",
                            "Measure maas.\n  maas-bench inference --run DIR   in-process forward speed of a run's model\n"
-                           "  maas-bench serve --url URL --model NAME [--artifact FILE]   load-test a running maas-serve");
+                           "  maas-bench serve --url URL --model NAME [--in-process FILE]   load-test a running maas-serve");
   options.add_options()
       ("mode", "inference or serve", cxxopts::value<std::string>())
       ("run", "inference: maas-train run directory (its best.pt)", cxxopts::value<std::string>())
@@ -19,7 +19,7 @@ int main(int argc, char** argv) {
       ("threads", "inference: LibTorch threads (0 = all cores)", cxxopts::value<int64_t>()->default_value("0"))
       ("url", "serve: server address", cxxopts::value<std::string>()->default_value("http://127.0.0.1:8000"))
       ("model", "serve: model name", cxxopts::value<std::string>()->default_value("cifar10"))
-      ("artifact", "serve: the served model.pt, measured in-process as the ceiling", cxxopts::value<std::string>())
+      ("in-process", "serve: the served model.pt, also run in-process through the same batcher (the ceiling)", cxxopts::value<std::string>())
       ("concurrency", "serve: client counts", cxxopts::value<std::vector<int64_t>>()->default_value("1,4,16,64"))
       ("images-per-request", "serve: images in each request (like perf_analyzer's -b)", cxxopts::value<std::vector<int64_t>>()->default_value("1,8,32"))
       ("protocols", "serve: binary, json, image", cxxopts::value<std::vector<std::string>>()->default_value("binary,json,image"))
@@ -48,13 +48,15 @@ int main(int argc, char** argv) {
       maas::LoadBenchOptions o;
       o.url = args["url"].as<std::string>();
       o.model = args["model"].as<std::string>();
-      if (args.count("artifact")) o.artifact = args["artifact"].as<std::string>();
+      if (args.count("in-process")) o.artifact = args["in-process"].as<std::string>();
       o.concurrency = args["concurrency"].as<std::vector<int64_t>>();
       o.protocols = args["protocols"].as<std::vector<std::string>>();
       o.seconds = seconds;
       o.images_per_request = args["images-per-request"].as<std::vector<int64_t>>();
       for (auto c : o.concurrency)
         if (c < 1 || c > 1024) throw maas::UsageError("concurrency must be in 1..1024");
+      if (o.concurrency.empty() || o.images_per_request.empty() || o.protocols.empty())
+        throw maas::UsageError("--concurrency, --images-per-request and --protocols need at least one value");
       for (auto n : o.images_per_request)
         if (n < 1 || n > 1024) throw maas::UsageError("images per request must be in 1..1024");
       maas::run_load_bench(o, std::cout);

@@ -3,6 +3,7 @@
 
 #include <httplib.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <map>
@@ -99,7 +100,10 @@ json model_config(const ModelRunner& runner) {
           // max_queue_images is maas's own: the queue's capacity in images (beyond it, 503).
           {"dynamic_batching", {{"max_queue_delay_microseconds", b.max_queue_delay_us},
                                 {"max_queue_images", b.max_queue_images}}},
-          {"instance_group", {{{"count", runner.instances()}, {"kind", "KIND_CPU"}}}}};
+          // threads_per_instance is maas's own: LibTorch intra-op threads of each instance.
+          {"instance_group", {{{"count", runner.instances()},
+                               {"kind", "KIND_CPU"},
+                               {"threads_per_instance", runner.threads_per_instance()}}}}};
 }
 
 // Constant-time comparison, so the token cannot be guessed byte by byte from timings.
@@ -156,7 +160,9 @@ HttpServer::HttpServer(const ServeOptions& options, ModelRepository& repository)
   add_routes();
 }
 
-HttpServer::~HttpServer() = default;
+HttpServer::~HttpServer() {
+  if (listen_socket_ >= 0 && !listened_) ::close(listen_socket_);  // bound but never served
+}
 
 void HttpServer::add_routes() {
   using Req = const httplib::Request&;
@@ -331,12 +337,18 @@ int HttpServer::bind() {
   // httplib listens with a backlog of 5: a burst of new connections (64 clients starting at once)
   // overflows it, and the dropped SYNs are retried only after a second. Listening again on the
   // bound socket raises the backlog.
-  if (::listen(listen_socket_, SOMAXCONN) != 0)
+  if (::listen(listen_socket_, SOMAXCONN) != 0) {
+    ::close(listen_socket_);
+    listen_socket_ = -1;
     throw std::runtime_error("cannot listen on " + options_.host + ":" + std::to_string(port));
+  }
   return port;
 }
 
-void HttpServer::listen() { http_->listen_after_bind(); }
+void HttpServer::listen() {
+  listened_ = true;  // from here on httplib owns (and closes) the socket
+  http_->listen_after_bind();
+}
 
 void HttpServer::stop() {
   ready_ = false;

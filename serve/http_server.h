@@ -44,6 +44,7 @@ class HttpServer {
   std::unique_ptr<httplib::Server> http_;
   std::atomic<bool> ready_{false};
   int listen_socket_ = -1;  // set by httplib's socket-options callback during bind()
+  bool listened_ = false;
 };
 
 }  // namespace maas

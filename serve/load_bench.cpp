@@ -91,6 +91,7 @@ BatchingOptions batching_of(const json& config) {
   b.max_queue_delay_us = config.at("dynamic_batching").at("max_queue_delay_microseconds").get<int64_t>();
   b.max_queue_images = config.at("dynamic_batching").at("max_queue_images").get<int64_t>();
   b.instances = config.at("instance_group").at(0).at("count").get<int64_t>();
+  b.threads_per_instance = config.at("instance_group").at(0).at("threads_per_instance").get<int64_t>();
   return b;
 }
 
@@ -182,6 +183,8 @@ Stats run_case(const LoadBenchOptions& o, const Call& call, int64_t images, int6
 }  // namespace
 
 void run_load_bench(const LoadBenchOptions& o, std::ostream& out) {
+  if (o.concurrency.empty() || o.images_per_request.empty() || o.protocols.empty())
+    throw std::invalid_argument("the load benchmark needs concurrency levels, request sizes and protocols");
   httplib::Client probe(o.url);
   auto meta = probe.Get(("/v2/models/" + o.model).c_str());
   if (!meta) throw std::runtime_error("cannot reach maas-serve at " + o.url + " (is it running?)");
@@ -218,6 +221,9 @@ void run_load_bench(const LoadBenchOptions& o, std::ostream& out) {
       if (!fits_queue(batching, n, c))
         out << "\nSkipped " << n << " images/request at concurrency " << c << ": more than the model's queue holds ("
             << batching.max_queue_images << " images, batching.max_queue_images), so most requests would get 503.\n";
+  const bool one_image = std::count(o.images_per_request.begin(), o.images_per_request.end(), 1) > 0;
+  if (!one_image && std::count(o.protocols.begin(), o.protocols.end(), "image") > 0)
+    out << "\nSkipped the image protocol: an upload carries one image, and 1 is not among --images-per-request.\n";
   if (!failures.empty()) out << "\nErrors:\n";
   for (const auto& f : failures) out << "- " << f << "\n";
   if (!o.artifact.empty())

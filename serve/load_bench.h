@@ -18,8 +18,9 @@ struct LoadBenchOptions {
   double seconds = 3;                          // per (protocol, concurrency) case
 };
 
-// Prints Markdown tables to `out` as results arrive. Throws std::runtime_error if the server
-// cannot be reached or rejects the model.
+// Prints Markdown tables to `out` as results arrive. Requires non-empty concurrency and
+// images_per_request lists. Throws std::runtime_error if the server cannot be reached or rejects
+// the model.
 void run_load_bench(const LoadBenchOptions& options, std::ostream& out);
 
 }  // namespace maas

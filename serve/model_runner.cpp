@@ -23,9 +23,9 @@ ModelRunner::ModelRunner(std::string name, int64_t version, Artifact artifact, B
     module_.forward({torch::zeros({b, info_.channels, info_.height, info_.width}, torch::kUInt8)});
   const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
   const int64_t instances = options_.instances > 0 ? options_.instances : cores;
-  const int64_t threads = options_.threads_per_instance > 0 ? options_.threads_per_instance
-                                                            : std::max<int64_t>(1, cores / instances);
-  for (int64_t i = 0; i < instances; ++i) workers_.emplace_back([this, threads] { worker_loop(threads); });
+  threads_per_instance_ = options_.threads_per_instance > 0 ? options_.threads_per_instance
+                                                           : std::max<int64_t>(1, cores / instances);
+  for (int64_t i = 0; i < instances; ++i) workers_.emplace_back([this] { worker_loop(threads_per_instance_); });
 }
 
 ModelRunner::~ModelRunner() {

@@ -52,8 +52,7 @@ class ModelRunner {
   ModelRunner(const ModelRunner&) = delete;
   ModelRunner& operator=(const ModelRunner&) = delete;
 
-
-  // A request on its way to infer() (being received or parsed). While any are announced, a
+  // A request on its way to infer() (received, being parsed). While any are announced, a
   // forming batch waits for them (up to max_queue_delay_us); with none, it runs at once, so a
   // lone client never pays the delay. Destroying an Arrival that infer() did not consume
   // withdraws it.
@@ -85,6 +84,7 @@ class ModelRunner {
   const BatchingOptions& options() const { return options_; }
   int64_t queued_images() const;
   int64_t instances() const { return static_cast<int64_t>(workers_.size()); }
+  int64_t threads_per_instance() const { return threads_per_instance_; }  // LibTorch threads of each worker
 
  private:
   void withdraw(Arrival& arrival);
@@ -102,6 +102,7 @@ class ModelRunner {
   const ArtifactInfo info_;
   const BatchingOptions options_;
   torch::jit::Module module_;
+  int64_t threads_per_instance_ = 1;
 
   mutable std::mutex mutex_;
   std::condition_variable idle_;         // workers waiting for work (or their turn to form a batch)

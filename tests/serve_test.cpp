@@ -51,13 +51,16 @@ Artifact random_artifact() {
   return load_artifact_from_bytes(bytes.str(), "test artifact");
 }
 
-TEST(ModelRunner, ConcurrentClientsGetTheirOwnAnswersInSharedBatches) {
+// Many clients against `instances` workers: each gets its own rows, and batches hold several requests.
+void check_concurrent_clients(int64_t instances) {
   const Artifact artifact = random_artifact();
   torch::jit::Module reference = artifact.module.clone();
   BatchingOptions options;
   options.max_batch_size = 16;
   options.max_queue_delay_us = 200000;
+  options.instances = instances;
   ModelRunner runner("cnn", 1, artifact, options);
+  ASSERT_EQ(runner.instances(), instances);
   // A held announcement makes batches wait for company (up to 0.2 s), so they form whatever the timing.
   ModelRunner::Arrival held(runner);
 
@@ -89,6 +92,11 @@ TEST(ModelRunner, ConcurrentClientsGetTheirOwnAnswersInSharedBatches) {
     EXPECT_LE((outputs[i] - expected).abs().max().item<double>(), 1e-4) << "request " << i;
   }
 }
+
+TEST(ModelRunner, ConcurrentClientsGetTheirOwnAnswersInSharedBatches) { check_concurrent_clients(1); }
+
+// Several workers take turns forming batches from one queue (whatever the machine's core count).
+TEST(ModelRunner, SeveralWorkersShareTheQueueAndEveryAnswerIsRight) { check_concurrent_clients(3); }
 
 TEST(ModelRunner, LoneRequestsRunAtOnceAndAnnouncedOnesAreWaitedFor) {
   BatchingOptions options;

@@ -10,13 +10,13 @@ and per image.
   build/bin/maas-serve --model cifar10=runs/seed/model.pt &
   /usr/bin/python3 tests/bench/serve_overhead.py [--url http://127.0.0.1:8000] [--model cifar10]
 """
-import argparse, json, os, re, subprocess, sys, tempfile, time, urllib.request
+import argparse, json, os, re, subprocess, sys, tempfile, time, urllib.parse, urllib.request
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def server_pid(url):
-    port = url.rsplit(":", 1)[1].split("/")[0]
+    port = urllib.parse.urlsplit(url).port or 80
     out = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True).stdout
     match = re.search(r"pid=(\d+)", out)
     if not match:
@@ -76,7 +76,7 @@ def main():
                 cases.append(("binary POST, unknown model (404)", "/v2/models/no-such-model/infer", script, n))
             cases.append(("binary POST infer", f"/v2/models/{args.model}/infer", script, n))
         for label, path, script, n in cases:
-            connections = min(args.connections, queue // n)  # more would overflow the queue (503s)
+            connections = max(1, min(args.connections, queue // n))  # more would overflow the queue (503s)
             run_wrk(args.url + path, connections, 1, script)  # warm-up
             time.sleep(1)  # wrk stops with requests in flight: let the server's queue drain
             before = cpu_seconds(pid)
