@@ -333,7 +333,8 @@ int HttpServer::bind() {
                                              : -1);
   if (port < 0)
     throw std::runtime_error("cannot listen on " + options_.host + ":" + std::to_string(options_.port) +
-                             " (address in use or not available)");
+                             " (address in use or not available): is another server running there? choose "
+                             "another --port");
   // httplib listens with a backlog of 5: a burst of new connections (64 clients starting at once)
   // overflows it, and the dropped SYNs are retried only after a second. Listening again on the
   // bound socket raises the backlog.

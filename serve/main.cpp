@@ -1,18 +1,15 @@
 // maas-serve: loads artifacts, reports ready, serves until SIGINT/SIGTERM, then drains and exits 0.
 #include <cxxopts.hpp>
 
+#include <atomic>
+#include <chrono>
 #include <csignal>
+#include <cstdlib>
 #include <iostream>
 #include <thread>
 
 #include "cli.h"
 #include "http_server.h"
-
-namespace {
-
-maas::HttpServer* g_server = nullptr;  // for the signal watcher thread only
-
-}  // namespace
 
 int main(int argc, char** argv) {
   cxxopts::Options options("maas-serve", "Serve maas-export artifacts over HTTP (KServe v2, image upload).");
@@ -43,23 +40,31 @@ int main(int argc, char** argv) {
     sigaddset(&signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+    for (const auto& f : files)
+      if (f.find('=') == std::string::npos || f.find('=') == 0)
+        throw maas::UsageError("--model takes NAME=FILE, got '" + f + "'");
+
     maas::ModelRepository repository(serve.models_dir, serve.batching);
-    repository.load_all();
-    for (const auto& f : files) {
-      const auto eq = f.find('=');
-      if (eq == std::string::npos || eq == 0) throw maas::UsageError("--model takes NAME=FILE, got '" + f + "'");
-      repository.add_file(f.substr(0, eq), f.substr(eq + 1));
-    }
     maas::HttpServer server(serve, repository);
+    // Bound before loading: a taken port fails at once, and clients that connect while models
+    // load wait in the backlog and are answered once the server is ready.
     const int port = server.bind();
-    g_server = &server;
-    std::thread watcher([&signals] {
+    std::atomic<bool> loaded{false};
+    std::thread watcher([&signals, &server, &loaded] {
       int sig = 0;
       sigwait(&signals, &sig);
+      if (!loaded) {  // nothing served yet, nothing to finish
+        std::cerr << "maas-serve: signal " << sig << " while loading models, exiting\n";
+        std::_Exit(128 + sig);
+      }
       std::cerr << "maas-serve: signal " << sig << ", finishing in-flight requests\n";
-      g_server->stop();
+      while (!server.running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));  // stop() needs a running server
+      server.stop();
     });
     watcher.detach();
+    repository.load_all();
+    for (const auto& f : files) repository.add_file(f.substr(0, f.find('=')), f.substr(f.find('=') + 1));
+    loaded = true;
     for (const auto& s : repository.index())
       std::cerr << "maas-serve: model " << s.name << " version " << s.version << " loaded\n";
     server.set_ready(true);
