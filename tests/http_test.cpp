@@ -450,6 +450,37 @@ TEST_F(HttpTest, LoadBenchMeasuresEveryProtocolAgainstTheServer) {
   EXPECT_EQ(table.find("Errors:"), std::string::npos) << table;
 }
 
+// The README's Python client (the python block after its marker), run as written against this server.
+TEST_F(HttpTest, ReadmePythonClientRunsAgainstTheServer) {
+  if (std::system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "Debian's python3 with numpy is missing (apt-get install python3-torch brings both)";
+  const std::string readme = read_text(std::string(MAAS_SOURCE_DIR) + "/README.md");
+  const size_t marker = readme.find("ReadmePythonClientRunsAgainstTheServer runs the next python block");
+  ASSERT_NE(marker, std::string::npos);
+  const size_t begin = readme.find("```python\n", marker) + 10, end = readme.find("```", begin);
+  std::string script = readme.substr(begin, end - begin);
+  start();
+  const std::string url = "http://127.0.0.1:8000";
+  ASSERT_NE(script.find(url), std::string::npos);
+  script.replace(script.find(url), url.size(), "http://127.0.0.1:" + std::to_string(port_));
+  TempDir dir;
+  testing::write_bytes(dir.file("client.py"), script);
+  const std::string out = dir.file("out.txt");
+  ASSERT_EQ(std::system(("/usr/bin/python3 " + dir.file("client.py") + " > " + out + " 2>&1").c_str()), 0)
+      << read_text(out);
+  std::istringstream lines(read_text(out));
+  std::string label;
+  double probability = 0;
+  int count = 0;
+  while (lines >> label >> probability) {
+    EXPECT_NE(std::find(kClasses.begin(), kClasses.end(), label), kClasses.end()) << label;
+    EXPECT_GT(probability, 0.1);  // the top class of 10
+    EXPECT_LE(probability, 1.0);
+    ++count;
+  }
+  EXPECT_EQ(count, 8) << read_text(out);
+}
+
 TEST_F(HttpTest, AccessLogWritesOneLinePerRequest) {
   options_.access_log = true;
   start();
