@@ -13,15 +13,43 @@ using nlohmann::json;
 
 void bad(const std::string& message) { throw std::invalid_argument(message); }
 
-// Appends the numbers of flat or nested `data` to out, checking each is a number.
-void flatten_numbers(const json& data, std::vector<double>& out) {
-  if (data.is_array()) {
-    for (const auto& item : data) flatten_numbers(item, out);
-  } else if (data.is_number()) {
-    out.push_back(data.get<double>());
-  } else {
-    bad("input 'data' must hold only numbers, found " + std::string(data.type_name()));
+// Parses the JSON header, taking the numbers of inputs[*].data (flat or nested) straight into
+// `data` instead of the tree, where they would cost a json value each: parsing JSON pixels
+// then takes about two thirds of the time. The tree keeps an empty "data" array in their place.
+json parse_header(const std::string& body, size_t header_size, std::vector<double>& data) {
+  std::string section;  // the top-level key being parsed ("inputs", "outputs", ...)
+  int data_arrays = -1;   // open arrays inside an input's "data"; -1 = not in one
+  bool data_next = false;  // the next value is an input's "data"
+  auto callback = [&](int depth, json::parse_event_t event, json& parsed) {
+    using Event = json::parse_event_t;
+    if (event == Event::key) {
+      if (depth == 1) section = parsed.get<std::string>();
+      data_next = depth == 3 && section == "inputs" && parsed == "data";
+      return true;
+    }
+    if (data_next) {  // the "data" value itself
+      data_next = false;
+      if (event == Event::array_start) data_arrays = 1;
+      else if (event == Event::value && parsed.is_number()) data.push_back(parsed.get<double>());
+      else if (event == Event::value) bad("input 'data' must hold only numbers, found " + std::string(parsed.type_name()));
+      else bad("input 'data' must hold only numbers, found object");
+      return true;
+    }
+    if (data_arrays < 0) return true;
+    if (event == Event::array_start) ++data_arrays;
+    else if (event == Event::array_end) --data_arrays;
+    else if (event == Event::value && parsed.is_number()) data.push_back(parsed.get<double>());
+    else if (event == Event::value) bad("input 'data' must hold only numbers, found " + std::string(parsed.type_name()));
+    else bad("input 'data' must hold only numbers, found object");
+    if (data_arrays == 0) data_arrays = -1;
+    return event != Event::value;  // keep the (emptied) arrays: a dropped array's values are never seen
+  };
+  try {
+    return json::parse(body.begin(), body.begin() + static_cast<std::ptrdiff_t>(header_size), callback);
+  } catch (const json::parse_error& e) {
+    bad(std::string("malformed JSON: ") + e.what());
   }
+  return {};
 }
 
 json output_tensor(const std::string& name, const torch::Tensor& values) {
@@ -38,12 +66,8 @@ InferRequest parse_infer_request(const std::string& body, std::optional<size_t> 
   if (header_size > body.size())
     bad("Inference-Header-Content-Length " + std::to_string(header_size) + " exceeds the body size " +
         std::to_string(body.size()));
-  json j;
-  try {
-    j = json::parse(body.begin(), body.begin() + static_cast<std::ptrdiff_t>(header_size));
-  } catch (const json::parse_error& e) {
-    bad(std::string("malformed JSON: ") + e.what());
-  }
+  std::vector<double> values;  // the input's JSON pixel values, if any
+  json j = parse_header(body, header_size, values);
   if (!j.is_object()) bad("request must be a JSON object");
   InferRequest request;
   if (j.contains("id")) {
@@ -94,9 +118,6 @@ InferRequest parse_infer_request(const std::string& body, std::optional<size_t> 
   } else {
     if (!input.contains("data")) bad("input has no 'data' (or binary_data_size)");
     if (body.size() != header_size) bad("binary data sent but the input has no binary_data_size parameter");
-    std::vector<double> values;
-    values.reserve(static_cast<size_t>(count));
-    flatten_numbers(input["data"], values);
     if (static_cast<int64_t>(values.size()) != count)
       bad("input has " + std::to_string(values.size()) + " values but shape needs " + std::to_string(count));
     for (double v : values)

@@ -9,6 +9,7 @@
 #include "files.h"
 #include "image.h"
 #include "model_runner.h"
+#include "protocol.h"
 #include "serve_options.h"
 
 namespace maas {
@@ -167,6 +168,46 @@ TEST(ServeOptions, BadSettingsNameTheKey) {
   }
   EXPECT_THROW(load_serve_options("", {"server.port=70000"}), ConfigError);
   EXPECT_THROW(load_serve_options("", {"server.prot=80"}), ConfigError);
+}
+
+}  // namespace
+}  // namespace maas
+
+namespace maas {
+namespace {
+
+std::string invalid_argument_of(const std::string& body) {
+  try {
+    parse_infer_request(body, std::nullopt);
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "(parsed)";
+}
+
+// JSON pixel values are taken out of the tree while parsing: order, nesting and checks must be
+// exactly those of the data as written, and only an input's "data" is taken.
+TEST(Protocol, JsonPixelDataInOrderFlatOrNestedAndOnlyNumbers) {
+  const std::string input_head = R"({"inputs":[{"name":"image","shape":[1,1,2,3],"datatype":"FP32",)";
+  const auto flat = parse_infer_request(input_head + R"("data":[0,1,2,3,4,5.5]}]})", std::nullopt);
+  const auto nested = parse_infer_request(
+      R"({"outputs":[{"name":"logits","data":[9,9]}],"inputs":[{"data":[[[0,1,2],[3,4,5.5]]],"parameters":{"data":[7]},)"
+      R"("name":"image","shape":[1,1,2,3],"datatype":"FP32"}],"id":"x"})",
+      std::nullopt);
+  const auto expected = torch::tensor({0.f, 1.f, 2.f, 3.f, 4.f, 5.5f}).view({1, 1, 2, 3});
+  EXPECT_TRUE(torch::equal(flat.images, expected)) << flat.images;
+  EXPECT_TRUE(torch::equal(nested.images, expected)) << nested.images;
+  EXPECT_EQ(nested.id, "x");
+  ASSERT_EQ(nested.outputs.size(), 1u);
+  EXPECT_NE(invalid_argument_of(input_head + R"("data":[0,1,"2",3,4,5]}]})").find("only numbers, found string"),
+            std::string::npos);
+  EXPECT_NE(invalid_argument_of(input_head + R"("data":[[0,1,2],[3,4,{}]]}]})").find("only numbers, found object"),
+            std::string::npos);
+  EXPECT_NE(invalid_argument_of(input_head + R"("data":{"a":1}}]})").find("only numbers, found object"),
+            std::string::npos);
+  EXPECT_NE(invalid_argument_of(input_head + R"("data":[0,1,2,3,4]}]})").find("5 values but shape needs 6"),
+            std::string::npos);
+  EXPECT_NE(invalid_argument_of(input_head + R"("data":[0,1,2,3,4,5]])").find("malformed JSON"), std::string::npos);
 }
 
 }  // namespace
