@@ -5,8 +5,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <map>
+#include <thread>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -331,10 +334,12 @@ int HttpServer::bind() {
                                       : (http_->bind_to_port(options_.host, static_cast<int>(options_.port))
                                              ? static_cast<int>(options_.port)
                                              : -1);
-  if (port < 0)
+  if (port < 0) {
+    listen_socket_ = -1;  // httplib closed it
     throw std::runtime_error("cannot listen on " + options_.host + ":" + std::to_string(options_.port) +
                              " (address in use or not available): is another server running there? choose "
                              "another --port");
+  }
   // httplib listens with a backlog of 5: a burst of new connections (64 clients starting at once)
   // overflows it, and the dropped SYNs are retried only after a second. Listening again on the
   // bound socket raises the backlog.
@@ -348,12 +353,20 @@ int HttpServer::bind() {
 
 void HttpServer::listen() {
   listened_ = true;  // from here on httplib owns (and closes) the socket
-  http_->listen_after_bind();
+  listening_ = true;
+  const bool ok = stopping_ || http_->listen_after_bind();
+  listening_ = false;
+  if (!ok && !stopping_)
+    throw std::runtime_error(std::string("accepting connections failed: ") + std::strerror(errno));
 }
 
 void HttpServer::stop() {
+  stopping_ = true;
   ready_ = false;
   repository_.stop_accepting();
+  // httplib's stop() does nothing before its accept loop runs: if listen() is on its way there,
+  // wait until it runs (or listen() gave up).
+  while (listening_ && !http_->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   http_->stop();
 }
 

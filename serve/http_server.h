@@ -27,9 +27,11 @@ class HttpServer {
   // Throws std::runtime_error when the address cannot be bound, also when another server
   // (another maas-serve included) already listens on it.
   int bind();
-  // Serves until stop(); blocks. Call after bind().
+  // Serves until stop(); blocks. Call after bind(). Throws std::runtime_error if accepting
+  // connections fails for another reason.
   void listen();
-  // Readiness off, new inference refused (503), in-flight requests finish, then listen() returns.
+  // Readiness off, new inference refused (503), in-flight requests finish, then listen() returns
+  // (or, called before listen(), makes it return at once). Callable from any thread.
   void stop();
   bool running() const;
 
@@ -43,6 +45,8 @@ class HttpServer {
   ServeMetrics metrics_;
   std::unique_ptr<httplib::Server> http_;
   std::atomic<bool> ready_{false};
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> listening_{false};  // inside listen()
   int listen_socket_ = -1;  // set by httplib's socket-options callback during bind()
   bool listened_ = false;
 };

@@ -192,7 +192,12 @@ void run_load_bench(const LoadBenchOptions& o, std::ostream& out) {
   const auto shape = json::parse(meta->body)["inputs"][0]["shape"].get<std::vector<int64_t>>();
   auto config = probe.Get(("/v2/models/" + o.model + "/config").c_str());
   if (!config || config->status != 200) throw std::runtime_error("cannot read the model's config from " + o.url);
-  const BatchingOptions batching = batching_of(json::parse(config->body));
+  BatchingOptions batching;
+  try {
+    batching = batching_of(json::parse(config->body));
+  } catch (const json::exception& e) {
+    throw std::runtime_error("unexpected model config from " + o.url + " (not a maas-serve of this version?): " + e.what());
+  }
   torch::manual_seed(0);
   const int64_t most = *std::max_element(o.images_per_request.begin(), o.images_per_request.end());
   const auto images = torch::randint(0, 256, {most, shape[1], shape[2], shape[3]}, torch::kUInt8);

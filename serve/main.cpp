@@ -5,11 +5,43 @@
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <functional>
 #include <iostream>
 #include <thread>
 
 #include "cli.h"
 #include "http_server.h"
+
+namespace {
+
+// Runs on_signal(sig) on its own thread for the first SIGINT or SIGTERM; they are blocked in every
+// thread started after construction, so only this one sees them. The destructor wakes the thread
+// (SIGUSR1) and joins it, so it never outlives what on_signal uses. Construct before other threads.
+class SignalWatcher {
+ public:
+  explicit SignalWatcher(std::function<void(int)> on_signal) {
+    sigemptyset(&signals_);
+    for (int s : {SIGINT, SIGTERM, SIGUSR1}) sigaddset(&signals_, s);
+    pthread_sigmask(SIG_BLOCK, &signals_, nullptr);
+    thread_ = std::thread([this, on_signal = std::move(on_signal)] {
+      int sig = 0;
+      sigwait(&signals_, &sig);
+      if (sig != SIGUSR1) on_signal(sig);
+    });
+  }
+  ~SignalWatcher() {
+    pthread_kill(thread_.native_handle(), SIGUSR1);
+    thread_.join();
+  }
+  SignalWatcher(const SignalWatcher&) = delete;
+  SignalWatcher& operator=(const SignalWatcher&) = delete;
+
+ private:
+  sigset_t signals_;
+  std::thread thread_;
+};
+
+}  // namespace
 
 int main(int argc, char** argv) {
   cxxopts::Options options("maas-serve", "Serve maas-export artifacts over HTTP (KServe v2, image upload).");
@@ -33,13 +65,6 @@ int main(int argc, char** argv) {
     const auto files = args.count("model") ? args["model"].as<std::vector<std::string>>() : std::vector<std::string>{};
     if (serve.models_dir.empty() && files.empty()) throw maas::UsageError("give --models DIR or --model NAME=FILE");
 
-    // Block the signals in every thread; one watcher thread waits for them.
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
     for (const auto& f : files)
       if (f.find('=') == std::string::npos || f.find('=') == 0)
         throw maas::UsageError("--model takes NAME=FILE, got '" + f + "'");
@@ -50,18 +75,14 @@ int main(int argc, char** argv) {
     // load wait in the backlog and are answered once the server is ready.
     const int port = server.bind();
     std::atomic<bool> loaded{false};
-    std::thread watcher([&signals, &server, &loaded] {
-      int sig = 0;
-      sigwait(&signals, &sig);
+    const SignalWatcher watcher([&](int sig) {
       if (!loaded) {  // nothing served yet, nothing to finish
         std::cerr << "maas-serve: signal " << sig << " while loading models, exiting\n";
         std::_Exit(128 + sig);
       }
       std::cerr << "maas-serve: signal " << sig << ", finishing in-flight requests\n";
-      while (!server.running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));  // stop() needs a running server
       server.stop();
     });
-    watcher.detach();
     repository.load_all();
     for (const auto& f : files) repository.add_file(f.substr(0, f.find('=')), f.substr(f.find('=') + 1));
     loaded = true;

@@ -25,6 +25,8 @@ json parse_header(const std::string& body, size_t header_size, std::vector<doubl
     if (event == Event::key) {
       if (depth == 1) section = parsed.get<std::string>();
       data_next = depth == 3 && section == "inputs" && parsed == "data";
+      // A repeated key replaces the earlier value in the tree; so must it here.
+      if (data_next || (depth == 1 && section == "inputs")) data.clear();
       return true;
     }
     if (data_next) {  // the "data" value itself
@@ -46,7 +48,7 @@ json parse_header(const std::string& body, size_t header_size, std::vector<doubl
   };
   try {
     return json::parse(body.begin(), body.begin() + static_cast<std::ptrdiff_t>(header_size), callback);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // syntax, or a number out of range
     bad(std::string("malformed JSON: ") + e.what());
   }
   return {};

@@ -481,6 +481,21 @@ TEST_F(HttpTest, ReadmePythonClientRunsAgainstTheServer) {
   EXPECT_EQ(count, 8) << read_text(out);
 }
 
+// A signal can come between bind() and listen(): stop() then makes listen() return at once.
+TEST_F(HttpTest, StopBeforeListenMakesListenReturn) {
+  repository_ = std::make_unique<ModelRepository>(options_.models_dir, options_.batching);
+  HttpServer server(options_, *repository_);
+  server.bind();
+  server.stop();
+  auto listening = std::async(std::launch::async, [&] { server.listen(); });
+  if (listening.wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
+    server.stop();  // it is serving now: end it, then fail
+    listening.wait();
+    FAIL() << "listen() served after stop()";
+  }
+  EXPECT_FALSE(server.running());
+}
+
 TEST_F(HttpTest, AccessLogWritesOneLinePerRequest) {
   options_.access_log = true;
   start();

@@ -208,6 +208,11 @@ TEST(Protocol, JsonPixelDataInOrderFlatOrNestedAndOnlyNumbers) {
   EXPECT_NE(invalid_argument_of(input_head + R"("data":[0,1,2,3,4]}]})").find("5 values but shape needs 6"),
             std::string::npos);
   EXPECT_NE(invalid_argument_of(input_head + R"("data":[0,1,2,3,4,5]])").find("malformed JSON"), std::string::npos);
+  EXPECT_NE(invalid_argument_of(input_head + R"("data":[0,1,2,3,4,1e400]}]})").find("malformed JSON"),
+            std::string::npos);  // a number beyond double
+  // A repeated key: the last one counts, as in the parsed tree.
+  const auto repeated = parse_infer_request(input_head + R"("data":[9,9,9],"data":[0,1,2,3,4,5.5]}]})", std::nullopt);
+  EXPECT_TRUE(torch::equal(repeated.images, expected)) << repeated.images;
 }
 
 }  // namespace
