@@ -119,9 +119,14 @@ torch::jit::Module build_torchscript(ClassifierImpl& model, const std::string& m
   return top;
 }
 
+std::string artifact_bytes(const torch::jit::Module& module, const std::string& metadata_json) {
+  std::ostringstream bytes;
+  module.save(bytes, {{kMetadataFile, metadata_json}});
+  return bytes.str();
+}
+
 void save_artifact(const torch::jit::Module& module, const std::string& metadata_json, const std::string& path) {
-  const torch::jit::ExtraFilesMap extra{{kMetadataFile, metadata_json}};
-  write_atomically(path, [&](const std::string& tmp) { module.save(tmp, extra); });
+  write_text_atomically(path, artifact_bytes(module, metadata_json));
 }
 
 Artifact load_artifact(const std::string& path) {

@@ -27,6 +27,7 @@ enum class WeightFormat {
   kFloat32,
   kInt8,  // per-output-channel symmetric int8 weights, dequantized in w(); biases stay float32
 };
+inline const char* to_string(WeightFormat format) { return format == WeightFormat::kInt8 ? "int8" : "float32"; }
 
 constexpr int64_t kArtifactFormatVersion = 1;
 constexpr const char* kMetadataFile = "metadata.json";
@@ -53,6 +54,8 @@ struct Artifact {
 
 // Writes `module` with `metadata_json` as its metadata.json extra file, atomically.
 void save_artifact(const torch::jit::Module& module, const std::string& metadata_json, const std::string& path);
+// The bytes save_artifact() would write (for checking an artifact before saving it).
+std::string artifact_bytes(const torch::jit::Module& module, const std::string& metadata_json);
 
 // Loads and checks an artifact. Throws ArtifactError naming the file when it is missing, not
 // TorchScript, or lacks valid metadata.

@@ -24,6 +24,17 @@ c10::List<double> to_list(const std::vector<double>& v) {
 
 }  // namespace
 
+std::string run_config_path(const std::string& run_dir) { return run_dir + "/config.yaml"; }
+std::string last_checkpoint_path(const std::string& run_dir) { return run_dir + "/last.pt"; }
+std::string best_checkpoint_path(const std::string& run_dir) { return run_dir + "/best.pt"; }
+std::string metrics_path(const std::string& run_dir) { return run_dir + "/metrics.csv"; }
+
+RunConfig load_run_dir_config(const std::string& run_dir, const std::vector<std::string>& overrides) {
+  if (!std::filesystem::exists(run_config_path(run_dir)))
+    throw CheckpointError(run_dir + ": no config.yaml, so not a maas-train run directory");
+  return load_run_config(run_config_path(run_dir), overrides);
+}
+
 void save_checkpoint(const std::string& path, const CheckpointMeta& meta, torch::nn::Module& model,
                      torch::optim::Optimizer* optimizer) {
   torch::serialize::OutputArchive archive;

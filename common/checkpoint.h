@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "config.h"
 #include "dataset.h"
 #include "models.h"
 
@@ -56,5 +57,15 @@ class CheckpointReader {
   std::shared_ptr<torch::serialize::InputArchive> archive_;
   CheckpointMeta meta_;
 };
+
+// The files maas-train keeps in a run directory.
+std::string run_config_path(const std::string& run_dir);       // config.yaml
+std::string last_checkpoint_path(const std::string& run_dir);  // last.pt
+std::string best_checkpoint_path(const std::string& run_dir);  // best.pt
+std::string metrics_path(const std::string& run_dir);          // metrics.csv
+
+// The config.yaml of a maas-train run directory, with "key=value" `overrides`. Throws
+// CheckpointError if run_dir holds no config.yaml, ConfigError for a bad one.
+RunConfig load_run_dir_config(const std::string& run_dir, const std::vector<std::string>& overrides);
 
 }  // namespace maas

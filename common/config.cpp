@@ -3,9 +3,11 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <sstream>
+#include <thread>
 #include <variant>
 
 #include "models.h"
@@ -176,5 +178,9 @@ std::string to_yaml(const RunConfig& config) {
   RunConfig copy = config;
   return fields_to_yaml(fields_of(copy));
 }
+
+int64_t core_count() { return std::max<int64_t>(1, std::thread::hardware_concurrency()); }
+
+int64_t resolve_threads(int64_t threads) { return threads > 0 ? threads : core_count(); }
 
 }  // namespace maas

@@ -77,4 +77,8 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::string& orig
 // The full resolved configuration as YAML, every key present; parse_run_config reads it back.
 std::string to_yaml(const RunConfig& config);
 
+// The machine's cores (at least 1), and a thread-count setting resolved: 0 = all cores.
+int64_t core_count();
+int64_t resolve_threads(int64_t threads);
+
 }  // namespace maas

@@ -3,6 +3,7 @@
 
 #include <zlib.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -110,7 +111,7 @@ ImageSet load_cifar10(const std::string& root, Split split) {
   }
   std::vector<ImageSet> parts;
   for (const auto& f : files) {
-    if (!std::ifstream(f))
+    if (!std::filesystem::exists(f))
       throw DataError(f + ": cannot open (missing file); get CIFAR-10 with data/fetch-cifar10, or point data.root at "
                           "a cifar-10-batches-bin folder");
     parts.push_back(read_cifar10_file(f));

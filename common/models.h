@@ -23,7 +23,7 @@ class ClassifierImpl : public torch::nn::Module {
   virtual torch::Tensor forward(torch::Tensor images) = 0;
   // The same computation as forward() in TorchScript: the source of a method
   // `classify(self, x: Tensor) -> Tensor`. Each layer is a submodule named as in this module
-  // ("conv1") with a method w() giving its float weight and an attribute `bias`; see torchscript.h.
+  // ("conv1") with a method w() giving its float weight and an attribute `bias`; see artifact.cpp.
   virtual std::string torchscript_classify() const = 0;
 };
 

@@ -70,26 +70,22 @@ std::string utc_now() {
 }
 
 std::string checkpoint_path(const ExportOptions& o) {
-  if (o.checkpoint == "best") return o.run_dir + "/best.pt";
-  if (o.checkpoint == "last") return o.run_dir + "/last.pt";
+  if (o.checkpoint == "best") return best_checkpoint_path(o.run_dir);
+  if (o.checkpoint == "last") return last_checkpoint_path(o.run_dir);
   return o.checkpoint;
 }
 
-// Accuracy of `logits_of` (a batch of uint8 images -> logits) on the whole set.
+// Logits of `logits_of` (a batch of uint8 images -> logits) for the whole set, `batch` at a time.
 template <typename Fn>
-double accuracy(const ImageSet& set, Fn&& logits_of) {
-  int64_t correct = 0;
-  for (int64_t begin = 0; begin < set.size(); begin += 500) {
-    const int64_t end = std::min(set.size(), begin + 500);
-    correct += logits_of(set.images.slice(0, begin, end)).argmax(1).eq(set.labels.slice(0, begin, end)).sum().template item<int64_t>();
-  }
-  return static_cast<double>(correct) / static_cast<double>(set.size());
+torch::Tensor logits_on(const ImageSet& set, int64_t batch, Fn&& logits_of) {
+  std::vector<torch::Tensor> parts;
+  for (int64_t begin = 0; begin < set.size(); begin += batch)
+    parts.push_back(logits_of(set.images.slice(0, begin, std::min(set.size(), begin + batch))));
+  return torch::cat(parts);
 }
 
-std::string serialize(const torch::jit::Module& module, const std::string& metadata) {
-  std::ostringstream bytes;
-  module.save(bytes, {{kMetadataFile, metadata}});
-  return bytes.str();
+double accuracy(const torch::Tensor& logits, const torch::Tensor& labels) {
+  return logits.argmax(1).eq(labels).to(torch::kFloat64).mean().item<double>();
 }
 
 }  // namespace
@@ -102,15 +98,12 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
   step.begin("load");
   if (!std::filesystem::is_directory(options.run_dir))
     throw CheckpointError(options.run_dir + ": run directory not found");
-  const std::string config_file = options.run_dir + "/config.yaml";
-  if (!std::filesystem::exists(config_file))
-    throw CheckpointError(options.run_dir + ": no config.yaml, so not a maas-train run directory");
-  const RunConfig config = load_run_config(config_file, {});
+  const RunConfig config = load_run_dir_config(options.run_dir, {});
   const std::string ckpt_file = checkpoint_path(options);
   const CheckpointReader checkpoint(ckpt_file);
   const CheckpointMeta& meta = checkpoint.meta();
   if (meta.model_name != config.model.name)
-    throw CheckpointError(ckpt_file + ": holds model '" + meta.model_name + "' but " + config_file + " says '" +
+    throw CheckpointError(ckpt_file + ": holds model '" + meta.model_name + "' but " + run_config_path(options.run_dir) + " says '" +
                           config.model.name + "'");
   const ImageSet test_set = load_dataset(config.data.dataset, config.data.root, Split::kTest);
   if (test_set.channels() != meta.spec.channels || test_set.height() != meta.spec.height ||
@@ -128,7 +121,7 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
   const int64_t parameters = parameter_count(*trained);
   auto module = build_torchscript(*trained, meta.model_name, meta.spec, meta.normalization, meta.classes,
                                   options.weights);
-  step.end(std::string(options.weights == WeightFormat::kInt8 ? "int8" : "float32") + " TorchScript module, " +
+  step.end(std::string(to_string(options.weights)) + " TorchScript module, " +
            std::to_string(parameters) + " parameters");
 
   json metadata = {
@@ -138,7 +131,7 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
       {"model", {{"name", meta.model_name},
                  {"architecture", trained->torchscript_classify()},
                  {"parameters", parameters},
-                 {"weights", options.weights == WeightFormat::kInt8 ? "int8" : "float32"},
+                 {"weights", to_string(options.weights)},
                  {"frozen", options.optimize}}},
       {"dataset", config.data.dataset},
       {"input", {{"name", "images"},
@@ -164,21 +157,22 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
   }
 
   step.begin("verify");
-  const std::string bytes = serialize(module, metadata.dump(2));
+  const std::string bytes = artifact_bytes(module, metadata.dump(2));
   const Artifact reloaded = load_artifact_from_bytes(bytes, options.out);
   auto artifact_logits = [&](const torch::Tensor& pixels) {
     return reloaded.module.get_method("forward")({pixels}).toTensor();
   };
   auto trained_logits = [&](const torch::Tensor& pixels) { return trained->forward(meta.normalization.apply(pixels)); };
+  // One pass of each over the test set: the first n images are compared, all are scored.
+  const auto trained_all = logits_on(test_set, config.train.eval_batch_size, trained_logits);
+  const auto artifact_all = logits_on(test_set, config.train.eval_batch_size, artifact_logits);
   const int64_t n = std::min(test_set.size(), std::max<int64_t>(options.verify_images, 256));
-  const auto pixels = test_set.images.slice(0, 0, n);
-  const auto expected = trained_logits(pixels);
-  const auto got = artifact_logits(pixels);
+  const auto expected = trained_all.slice(0, 0, n), got = artifact_all.slice(0, 0, n);
   report.verified_images = n;
   report.max_abs_diff = (expected - got).abs().max().item<double>();
   report.argmax_mismatches = expected.argmax(1).ne(got.argmax(1)).sum().item<int64_t>();
-  report.trained_test_acc = accuracy(test_set, trained_logits);
-  report.artifact_test_acc = accuracy(test_set, artifact_logits);
+  report.trained_test_acc = accuracy(trained_all, test_set.labels);
+  report.artifact_test_acc = accuracy(artifact_all, test_set.labels);
   std::ostringstream summary;
   summary << std::setprecision(3) << n << " images: max |logit diff| " << report.max_abs_diff << ", top-1 mismatches "
           << report.argmax_mismatches << std::fixed << std::setprecision(2) << "; test accuracy trained "

@@ -4,11 +4,9 @@
 #include <torch/script.h>
 
 #include <algorithm>
-#include <chrono>
 #include <functional>
 #include <iomanip>
 #include <ostream>
-#include <thread>
 
 #include "artifact.h"
 #include "checkpoint.h"
@@ -23,9 +21,10 @@ Forward scripted(torch::jit::Module module) {
   return [module](const torch::Tensor& x) mutable { return module.forward({x}).toTensor(); };
 }
 
-InferenceBenchRow measure(const std::string& variant, const Forward& forward, int64_t batch, double seconds) {
+InferenceBenchRow measure(const std::string& variant, const Forward& forward, const ModelSpec& spec, int64_t batch,
+                          double seconds) {
   torch::NoGradGuard no_grad;
-  const auto pixels = torch::randint(0, 256, {batch, 3, 32, 32}, torch::kUInt8);
+  const auto pixels = torch::randint(0, 256, {batch, spec.channels, spec.height, spec.width}, torch::kUInt8);
   // The warm-up calls build oneDNN primitives and run the JIT's profiling passes.
   const LatencySummary s = time_calls([&] { forward(pixels); }, seconds);
   return {variant, batch, static_cast<double>(batch) * s.calls_per_s(), s.p50, s.p99};
@@ -34,12 +33,9 @@ InferenceBenchRow measure(const std::string& variant, const Forward& forward, in
 }  // namespace
 
 std::vector<InferenceBenchRow> run_inference_bench(const InferenceBenchOptions& options, std::ostream& out) {
-  torch::set_num_threads(options.threads > 0 ? static_cast<int>(options.threads)
-                                             : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
-  const CheckpointReader checkpoint(options.run_dir + "/best.pt");
+  torch::set_num_threads(static_cast<int>(resolve_threads(options.threads)));
+  const CheckpointReader checkpoint(best_checkpoint_path(options.run_dir));
   const CheckpointMeta& meta = checkpoint.meta();
-  if (meta.spec.channels != 3 || meta.spec.height != 32 || meta.spec.width != 32)
-    throw std::invalid_argument("the inference benchmark feeds 3x32x32 images; this run's model takes other shapes");
   auto trained = checkpoint.load_model();
   trained->eval();
   auto build = [&](WeightFormat format) {
@@ -60,7 +56,7 @@ std::vector<InferenceBenchRow> run_inference_bench(const InferenceBenchOptions& 
   std::vector<InferenceBenchRow> rows;
   for (const auto& [name, forward] : variants) {
     for (int64_t batch : options.batch_sizes) {
-      rows.push_back(measure(name, forward, batch, options.seconds_per_case));
+      rows.push_back(measure(name, forward, meta.spec, batch, options.seconds_per_case));
       const auto& r = rows.back();
       out << "| " << r.variant << " | " << r.batch << " | " << std::fixed << std::setprecision(0) << r.images_per_s
           << " | " << std::setprecision(3) << r.p50_ms << " | " << r.p99_ms << " |\n" << std::flush;

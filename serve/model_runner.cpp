@@ -3,6 +3,7 @@
 #include "model_runner.h"
 
 #include <ATen/Parallel.h>
+#include "config.h"
 #include <pthread.h>
 
 #include <algorithm>
@@ -21,11 +22,11 @@ ModelRunner::ModelRunner(std::string name, int64_t version, Artifact artifact, B
   // Warm-up: oneDNN builds its primitives per shape on first use.
   for (int64_t b = 1; b <= options_.max_batch_size; b *= 2)
     module_.forward({torch::zeros({b, info_.channels, info_.height, info_.width}, torch::kUInt8)});
-  const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  const int64_t cores = core_count();
   const int64_t instances = options_.instances > 0 ? options_.instances : cores;
   threads_per_instance_ = options_.threads_per_instance > 0 ? options_.threads_per_instance
                                                            : std::max<int64_t>(1, cores / instances);
-  for (int64_t i = 0; i < instances; ++i) workers_.emplace_back([this] { worker_loop(threads_per_instance_); });
+  for (int64_t i = 0; i < instances; ++i) workers_.emplace_back([this] { worker_loop(); });
 }
 
 ModelRunner::~ModelRunner() {
@@ -101,9 +102,9 @@ torch::Tensor ModelRunner::infer(const torch::Tensor& images, InferTiming* timin
   return result.get();
 }
 
-void ModelRunner::worker_loop(int64_t threads) {
+void ModelRunner::worker_loop() {
   pthread_setname_np(pthread_self(), "maas-worker");  // shows in top -H, perf and gdb
-  at::set_num_threads(static_cast<int>(threads));
+  at::set_num_threads(static_cast<int>(threads_per_instance_));
   torch::NoGradGuard no_grad;
   const auto max_delay = std::chrono::microseconds(options_.max_queue_delay_us);
   std::unique_lock<std::mutex> lock(mutex_);

@@ -94,7 +94,7 @@ class ModelRunner {
     std::chrono::steady_clock::time_point enqueued;
     InferTiming* timing;
   };
-  void worker_loop(int64_t threads);
+  void worker_loop();
   void run_batch(std::vector<Request>& batch);
 
   const std::string name_;

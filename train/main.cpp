@@ -57,9 +57,7 @@ int main(int argc, char** argv) {
       if (args.count("config"))
         throw maas::UsageError("--resume reads RUN_DIR/config.yaml; drop --config (use --set to change keys)");
       run_dir = args["out"].as<std::string>();
-      if (!std::filesystem::exists(maas::run_config_path(run_dir)))
-        throw maas::CheckpointError(run_dir + ": no config.yaml, so not a maas-train run directory");
-      config = maas::load_run_config(maas::run_config_path(run_dir), overrides);
+      config = maas::load_run_dir_config(run_dir, overrides);
     } else {
       if (!args.count("config")) throw maas::UsageError("--config FILE is required (see configs/)");
       config = maas::load_run_config(args["config"].as<std::string>(), overrides);

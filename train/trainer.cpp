@@ -9,7 +9,6 @@
 #include <fstream>
 #include <iomanip>
 #include <sstream>
-#include <thread>
 
 #include "checkpoint.h"
 #include "dataset.h"
@@ -19,11 +18,6 @@
 
 namespace maas {
 namespace fs = std::filesystem;
-
-std::string run_config_path(const std::string& run_dir) { return run_dir + "/config.yaml"; }
-std::string last_checkpoint_path(const std::string& run_dir) { return run_dir + "/last.pt"; }
-std::string best_checkpoint_path(const std::string& run_dir) { return run_dir + "/best.pt"; }
-std::string metrics_path(const std::string& run_dir) { return run_dir + "/metrics.csv"; }
 
 namespace {
 
@@ -114,8 +108,7 @@ std::string epoch_line(const EpochMetrics& m, int64_t epochs) {
 TrainResult train(const RunConfig& config, const std::string& run_dir, bool resume, const TrainHooks& hooks) {
   const auto& opt = config.train;
   std::ostream* log = hooks.log;
-  torch::set_num_threads(opt.threads > 0 ? static_cast<int>(opt.threads)
-                                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  torch::set_num_threads(static_cast<int>(resolve_threads(opt.threads)));
 
   // Data: uint8 in memory, normalized batch by batch.
   const ImageSet train_set = load_dataset(config.data.dataset, config.data.root, Split::kTrain).head(config.data.train_limit);

@@ -41,10 +41,4 @@ struct TrainResult {
 // Not thread-safe: sets LibTorch's global thread count and seed.
 TrainResult train(const RunConfig& config, const std::string& run_dir, bool resume, const TrainHooks& hooks);
 
-// The files train() keeps in a run directory.
-std::string run_config_path(const std::string& run_dir);   // config.yaml
-std::string last_checkpoint_path(const std::string& run_dir);  // last.pt
-std::string best_checkpoint_path(const std::string& run_dir);  // best.pt
-std::string metrics_path(const std::string& run_dir);      // metrics.csv
-
 }  // namespace maas
