@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -39,7 +40,8 @@ void send_error(httplib::Response& res, int status, const std::string& message) 
 }
 
 // Runs a handler; turns exceptions into {"error": ...} with the matching status code.
-void guarded(httplib::Response& res, const std::function<void()>& handler) {
+template <typename Handler>
+void guarded(httplib::Response& res, Handler&& handler) {
   try {
     handler();
   } catch (const HttpError& e) {
@@ -63,13 +65,6 @@ int64_t version_of(const httplib::Request& req, size_t group) {
   const std::string v = req.matches[group];
   if (v.size() > 9) throw NotFound("no version " + v);
   return std::stoll(v);
-}
-
-std::string outcome_of(int status) {
-  if (status < 400) return "success";
-  if (status == 503) return "unavailable";
-  if (status < 500) return "client_error";
-  return "server_error";
 }
 
 json model_metadata(const ModelRepository& repository, const ModelRunner& runner) {
@@ -184,7 +179,7 @@ void HttpServer::add_routes() {
         ModelRunner::Arrival arrival(*runner);
         handler(req, res, *runner, arrival);
       });
-      metrics_.observe_request(name, outcome_of(res.status),
+      metrics_.observe_request(name, res.status,
                                std::chrono::duration<double>(Clock::now() - request_started).count());
     };
   };
@@ -204,13 +199,13 @@ void HttpServer::add_routes() {
   };
 
   struct Route {
-    const char* method;
+    std::vector<std::string> methods;  // those it serves; the others get 405
     std::string pattern;
     httplib::Server::Handler handler;
   };
   const std::vector<Route> routes = {
-      {"GET", "/", [](Req, Res res) { res.set_content(kWebPage, "text/html; charset=utf-8"); }},
-      {"GET", "/metrics",
+      {{"GET"}, "/", [](Req, Res res) { res.set_content(kWebPage, "text/html; charset=utf-8"); }},
+      {{"GET"}, "/metrics",
        [this](Req, Res res) {
          guarded(res, [&] {
            std::map<std::string, int64_t> queued;  // per model, all versions together
@@ -225,36 +220,36 @@ void HttpServer::add_routes() {
            res.set_content(metrics_.scrape(), "text/plain; version=0.0.4");
          });
        }},
-      {"GET", "/v2/health/live", [](Req, Res res) { send_json(res, {{"live", true}}); }},
-      {"GET", "/v2/health/ready", [this](Req, Res res) { send_json(res, {{"ready", ready_.load()}}, ready_ ? 200 : 503); }},
-      {"GET", "/v2",
+      {{"GET"}, "/v2/health/live", [](Req, Res res) { send_json(res, {{"live", true}}); }},
+      {{"GET"}, "/v2/health/ready", [this](Req, Res res) { send_json(res, {{"ready", ready_.load()}}, ready_ ? 200 : 503); }},
+      {{"GET"}, "/v2",
        [](Req, Res res) {
          send_json(res, {{"name", "maas"},
                          {"version", MAAS_VERSION},
                          {"extensions", {"classification", "binary_tensor_data", "model_repository"}}});
        }},
-      {"GET", "/models",
+      {{"GET"}, "/models",
        [this](Req, Res res) {
          json models = json::array();
          for (const auto& s : repository_.index()) models.push_back({{"name", s.name}, {"version", std::to_string(s.version)}});
          send_json(res, {{"models", models}});
        }},
-      {"GET", model,
+      {{"GET"}, model,
        [this](Req req, Res res) {
          guarded(res, [&] { send_json(res, model_metadata(repository_, *repository_.get(req.matches[1], version_of(req, 2)))); });
        }},
-      {"GET", model + "/ready",
+      {{"GET"}, model + "/ready",
        [this](Req req, Res res) {
          guarded(res, [&] {
            repository_.get(req.matches[1], version_of(req, 2));
            send_json(res, {{"name", std::string(req.matches[1])}, {"ready", ready_.load()}}, ready_ ? 200 : 503);
          });
        }},
-      {"GET", model + "/config",
+      {{"GET"}, model + "/config",
        [this](Req req, Res res) {
          guarded(res, [&] { send_json(res, model_config(*repository_.get(req.matches[1], version_of(req, 2)))); });
        }},
-      {"POST", model + "/infer", inference([this](Req req, Res res, ModelRunner& runner, ModelRunner::Arrival& arrival) {
+      {{"POST"}, model + "/infer", inference([this](Req req, Res res, ModelRunner& runner, ModelRunner::Arrival& arrival) {
          std::optional<size_t> json_length;
          if (req.has_header("Inference-Header-Content-Length")) {
            const std::string v = req.get_header_value("Inference-Header-Content-Length");
@@ -275,14 +270,16 @@ void HttpServer::add_routes() {
            res.set_content(response.body, "application/json");
          }
        })},
-      {"POST", "/predictions/([A-Za-z0-9_.-]+)(?:/([0-9]+))?",
+      // TorchServe clients upload with PUT (curl -T image.jpg URL) as well as POST.
+      {{"POST", "PUT"}, "/predictions/([A-Za-z0-9_.-]+)(?:/([0-9]+))?",
        inference([this](Req req, Res res, ModelRunner& runner, ModelRunner::Arrival& arrival) {
-         std::string bytes = req.body;
+         std::string field;  // the image of a multipart upload; a raw body is used where it lies
          if (req.is_multipart_form_data()) {
-           if (req.has_file("data")) bytes = req.get_file_value("data").content;
-           else if (req.has_file("file")) bytes = req.get_file_value("file").content;
+           if (req.has_file("data")) field = req.get_file_value("data").content;
+           else if (req.has_file("file")) field = req.get_file_value("file").content;
            else throw std::invalid_argument("multipart upload needs a field named 'data' or 'file'");
          }
+         const std::string& bytes = req.is_multipart_form_data() ? field : req.body;
          if (bytes.empty()) throw std::invalid_argument("empty body: send the image bytes (curl -T image.jpg URL)");
          int64_t k = 5;
          if (req.has_param("topk")) {
@@ -298,35 +295,36 @@ void HttpServer::add_routes() {
          metrics_.observe_inference(runner.name(), timing);
          res.set_content(write_topk_json(logits, info.classes, k), "application/json");
        })},
-      {"POST", "/v2/repository/index", admin([this](Req, Res res) {
+      {{"POST"}, "/v2/repository/index", admin([this](Req, Res res) {
          json models = json::array();
          for (const auto& s : repository_.index())
            models.push_back({{"name", s.name}, {"version", std::to_string(s.version)}, {"state", "READY"}});
          send_json(res, models);
        })},
-      {"POST", "/v2/repository/models/([A-Za-z0-9_.-]+)/load", admin([this](Req req, Res res) {
+      {{"POST"}, "/v2/repository/models/([A-Za-z0-9_.-]+)/load", admin([this](Req req, Res res) {
          repository_.load(req.matches[1]);
          send_json(res, json::object());
        })},
-      {"POST", "/v2/repository/models/([A-Za-z0-9_.-]+)/unload", admin([this](Req req, Res res) {
+      {{"POST"}, "/v2/repository/models/([A-Za-z0-9_.-]+)/unload", admin([this](Req req, Res res) {
          repository_.unload(req.matches[1]);
          send_json(res, json::object());
        })},
   };
 
+  using Register = httplib::Server& (httplib::Server::*)(const std::string&, httplib::Server::Handler);
+  const std::vector<std::pair<std::string, Register>> methods = {
+      {"GET", &httplib::Server::Get},     {"POST", &httplib::Server::Post},   {"PUT", &httplib::Server::Put},
+      {"DELETE", &httplib::Server::Delete}, {"PATCH", &httplib::Server::Patch}};
   const httplib::Server::Handler wrong_method = [](Req req, Res res) {
     send_error(res, 405, "method " + req.method + " not allowed on " + req.path);
   };
-  for (const auto& r : routes) {
-    const std::string method = r.method;
-    http_->Get(r.pattern, method == "GET" ? r.handler : wrong_method);
-    http_->Post(r.pattern, method == "POST" ? r.handler : wrong_method);
-    // TorchServe clients upload with PUT (curl -T image.jpg URL) as well as POST.
-    const bool upload = r.pattern.rfind("/predictions/", 0) == 0;
-    http_->Put(r.pattern, upload ? r.handler : wrong_method);
-    http_->Delete(r.pattern, wrong_method);
-    http_->Patch(r.pattern, wrong_method);
-  }
+  // httplib tries a method's patterns in order of registration: the real handlers first, so a
+  // request matches no 405 pattern on its way to its own.
+  for (const bool serving : {true, false})
+    for (const auto& r : routes)
+      for (const auto& [method, add] : methods)
+        if (serving == (std::find(r.methods.begin(), r.methods.end(), method) != r.methods.end()))
+          (http_.get()->*add)(r.pattern, serving ? r.handler : wrong_method);
 }
 
 int HttpServer::bind() {

@@ -7,6 +7,8 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include "model_runner.h"
+
 namespace maas {
 
 namespace {
@@ -50,15 +52,62 @@ ServeMetrics::ServeMetrics()
 
 ServeMetrics::~ServeMetrics() = default;
 
-void ServeMetrics::observe_request(const std::string& model, const std::string& outcome, double total_seconds) {
-  families_->requests->Add({{"model", model}, {"outcome", outcome}}).Increment();
-  families_->total_seconds->Add({{"model", model}}, kSecondsBuckets).Observe(total_seconds);
+namespace {
+const char* const kOutcomes[] = {"success", "client_error", "unavailable", "server_error"};
+
+size_t outcome_of(int status) {
+  if (status < 400) return 0;
+  if (status < 500) return 1;
+  return status == 503 ? 2 : 3;
+}
+}  // namespace
+
+struct ServeMetrics::Series {
+  prometheus::Counter* requests[4] = {};  // by kOutcomes; made when first counted
+  prometheus::Histogram* total_seconds;
+  prometheus::Histogram* queue_seconds;
+  prometheus::Histogram* compute_seconds;
+  prometheus::Histogram* batch_size;
+};
+
+ServeMetrics::Series& ServeMetrics::series(const std::string& model) {
+  // Callers hold series_mutex_.
+  auto& slot = series_[model];
+  if (!slot) {
+    slot = std::make_unique<Series>();
+    slot->total_seconds = &families_->total_seconds->Add({{"model", model}}, kSecondsBuckets);
+    slot->queue_seconds = &families_->queue_seconds->Add({{"model", model}}, kSecondsBuckets);
+    slot->compute_seconds = &families_->compute_seconds->Add({{"model", model}}, kSecondsBuckets);
+    slot->batch_size = &families_->batch_size->Add({{"model", model}}, kBatchBuckets);
+  }
+  return *slot;
+}
+
+void ServeMetrics::observe_request(const std::string& model, int status, double total_seconds) {
+  const size_t outcome = outcome_of(status);
+  prometheus::Counter* requests;
+  prometheus::Histogram* total;
+  {
+    std::lock_guard<std::mutex> lock(series_mutex_);
+    Series& s = series(model);
+    if (!s.requests[outcome])
+      s.requests[outcome] = &families_->requests->Add({{"model", model}, {"outcome", kOutcomes[outcome]}});
+    requests = s.requests[outcome];
+    total = s.total_seconds;
+  }
+  requests->Increment();
+  total->Observe(total_seconds);
 }
 
 void ServeMetrics::observe_inference(const std::string& model, const InferTiming& timing) {
-  families_->queue_seconds->Add({{"model", model}}, kSecondsBuckets).Observe(timing.queue_us * 1e-6);
-  families_->compute_seconds->Add({{"model", model}}, kSecondsBuckets).Observe(timing.compute_us * 1e-6);
-  families_->batch_size->Add({{"model", model}}, kBatchBuckets).Observe(static_cast<double>(timing.batch_images));
+  Series* s;
+  {
+    std::lock_guard<std::mutex> lock(series_mutex_);
+    s = &series(model);
+  }
+  s->queue_seconds->Observe(timing.queue_us * 1e-6);
+  s->compute_seconds->Observe(timing.compute_us * 1e-6);
+  s->batch_size->Observe(static_cast<double>(timing.batch_images));
 }
 
 void ServeMetrics::set_queue_depth(const std::string& model, int64_t images) {

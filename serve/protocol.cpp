@@ -166,14 +166,13 @@ InferResponse write_infer_response(const InferRequest& request, const std::strin
     if (spec.classification > 0) {
       const int64_t k = std::min<int64_t>(spec.classification, logits.size(1));
       const auto top = values.topk(k, 1);
-      const auto scores = std::get<0>(top), indices = std::get<1>(top);
+      const auto scores = std::get<0>(top).accessor<float, 2>();
+      const auto indices = std::get<1>(top).accessor<int64_t, 2>();
       json strings = json::array();
       for (int64_t i = 0; i < logits.size(0); ++i)
-        for (int64_t j = 0; j < k; ++j) {
-          const int64_t index = indices[i][j].item<int64_t>();
-          strings.push_back(std::to_string(scores[i][j].item<float>()) + ":" + std::to_string(index) + ":" +
-                            classes.at(static_cast<size_t>(index)));
-        }
+        for (int64_t j = 0; j < k; ++j)
+          strings.push_back(std::to_string(scores[i][j]) + ":" + std::to_string(indices[i][j]) + ":" +
+                            classes.at(static_cast<size_t>(indices[i][j])));
       response["outputs"].push_back(
           {{"name", spec.name}, {"datatype", "BYTES"}, {"shape", {logits.size(0), k}}, {"data", strings}});
     } else if (spec.binary) {
