@@ -153,8 +153,15 @@ namespace {
 
 TEST(ServeOptions, ShippedConfigDocumentsEveryDefault) {
   ServeOptions defaults;
-  ServeOptions loaded = load_serve_options(std::string(MAAS_SOURCE_DIR) + "/configs/serve.yaml", {});
+  const std::string path = std::string(MAAS_SOURCE_DIR) + "/configs/serve.yaml";
+  ServeOptions loaded = load_serve_options(path, {});
   EXPECT_EQ(fields_to_yaml(fields_of(loaded)), fields_to_yaml(fields_of(defaults)));
+  // Every key is written out (a missing one would keep its default and pass the check above).
+  const std::string text = read_text(path);
+  for (const auto& field : fields_of(defaults)) {
+    const std::string name = field.key.substr(field.key.find('.') + 1);
+    EXPECT_NE(text.find("\n  " + name + ":"), std::string::npos) << field.key << " is not in " << path;
+  }
   EXPECT_EQ(loaded.host, "127.0.0.1");  // loopback by default
   EXPECT_TRUE(loaded.admin_token.empty());  // model control off by default
 }
