@@ -33,15 +33,8 @@ const std::vector<std::string> kClasses = {"airplane", "automobile", "bird", "ca
 
 // Writes an artifact of a randomly initialized seed CNN (seeded: same seed, same weights).
 void write_model(const std::string& path, uint64_t seed) {
-  torch::manual_seed(seed);
-  const ModelSpec spec{3, 32, 32, 10};
-  auto model = make_model("cnn", spec);
-  model->eval();
-  auto module = build_torchscript(*model, "cnn", spec, {{0.5, 0.5, 0.5}, {0.25, 0.25, 0.25}}, kClasses,
-                                  WeightFormat::kFloat32);
   std::filesystem::create_directories(std::filesystem::path(path).parent_path());
-  save_artifact(module, json{{"format_version", 1}, {"model", {{"name", "cnn"}}},
-                             {"input", {{"shape", {-1, 3, 32, 32}}}}, {"classes", kClasses}}.dump(), path);
+  testing::write_bytes(path, testing::random_cnn_artifact(seed, kClasses));
 }
 
 torch::Tensor reference_logits(const std::string& path, const torch::Tensor& images) {

@@ -11,6 +11,7 @@
 #include "model_runner.h"
 #include "protocol.h"
 #include "serve_options.h"
+#include "test_util.h"
 
 namespace maas {
 namespace {
@@ -40,16 +41,8 @@ TEST(DecodeImage, RejectsGarbageAndEmptyBodies) {
 }
 
 Artifact random_artifact() {
-  torch::manual_seed(5);
-  const ModelSpec spec{3, 32, 32, 10};
-  auto model = make_model("cnn", spec);
-  model->eval();
-  auto module = build_torchscript(*model, "cnn", spec, {{0.5, 0.5, 0.5}, {0.25, 0.25, 0.25}},
-                                  std::vector<std::string>(10, "c"), WeightFormat::kFloat32);
-  std::ostringstream bytes;
-  module.save(bytes, {{kMetadataFile,
-                       R"({"format_version":1,"model":{"name":"cnn"},"input":{"shape":[-1,3,32,32]},"classes":["a","b","c","d","e","f","g","h","i","j"]})"}});
-  return load_artifact_from_bytes(bytes.str(), "test artifact");
+  return load_artifact_from_bytes(testing::random_cnn_artifact(5, {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}),
+                                  "test artifact");
 }
 
 // Many clients against `instances` workers: each gets its own rows, and batches hold several requests.

@@ -6,7 +6,11 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
+
+#include "artifact.h"
+#include "models.h"
 
 namespace maas::testing {
 namespace fs = std::filesystem;
@@ -20,6 +24,20 @@ TempDir::TempDir() {
 TempDir::~TempDir() {
   std::error_code ignored;
   fs::remove_all(path_, ignored);
+}
+
+std::string random_cnn_artifact(uint64_t seed, const std::vector<std::string>& classes) {
+  torch::manual_seed(seed);
+  const ModelSpec spec{3, 32, 32, static_cast<int64_t>(classes.size())};
+  auto model = make_model("cnn", spec);
+  model->eval();
+  auto module = build_torchscript(*model, "cnn", spec, {{0.5, 0.5, 0.5}, {0.25, 0.25, 0.25}}, classes,
+                                  WeightFormat::kFloat32);
+  const nlohmann::json metadata = {{"format_version", 1},
+                                   {"model", {{"name", "cnn"}}},
+                                   {"input", {{"shape", {-1, 3, 32, 32}}}},
+                                   {"classes", classes}};
+  return artifact_bytes(module, metadata.dump());
 }
 
 void write_bytes(const std::string& path, const std::string& bytes) {

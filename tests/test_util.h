@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace maas::testing {
 
@@ -23,6 +24,10 @@ class TempDir {
 // Writes a learnable CIFAR-10-layout data set into `dir`: each class has its own colour and
 // stripe pattern plus noise. `per_file` records in each of the five train files, `test` in the test file.
 void write_tiny_cifar(const std::string& dir, int64_t per_file, int64_t test, uint64_t seed = 1);
+
+// A maas artifact (file bytes) of a randomly initialized seed CNN for 3x32x32 images and
+// `classes`: same seed, same weights.
+std::string random_cnn_artifact(uint64_t seed, const std::vector<std::string>& classes);
 
 // Writes raw bytes to a file.
 void write_bytes(const std::string& path, const std::string& bytes);
