@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "files.h"
+#include "torchscript_loader.h"
 
 namespace maas {
 namespace {
@@ -72,13 +73,14 @@ ArtifactInfo parse_info(const std::string& json_text, const std::string& origin)
   return info;
 }
 
-Artifact load_from_stream(std::istream& in, const std::string& origin) {
+// Every artifact read goes through load_torchscript (vetted records, deadline, operator allowlist).
+Artifact load_from_bytes(const std::string& bytes, const std::string& origin, const TorchScriptLoadOptions& options) {
   torch::jit::ExtraFilesMap extra{{kMetadataFile, ""}};
   Artifact artifact;
   try {
-    artifact.module = torch::jit::load(in, torch::kCPU, extra);
-  } catch (const std::exception& e) {
-    throw ArtifactError(origin + ": not a readable TorchScript file (corrupt, truncated or another format)");
+    artifact.module = load_torchscript(bytes, origin, extra, options);
+  } catch (const TorchScriptLoadError& e) {
+    throw ArtifactError(e.what());
   }
   if (extra[kMetadataFile].empty())
     throw ArtifactError(origin + ": no metadata.json inside; export it with maas-export");
@@ -129,16 +131,20 @@ void save_artifact(const torch::jit::Module& module, const std::string& metadata
   write_text_atomically(path, artifact_bytes(module, metadata_json));
 }
 
-Artifact load_artifact(const std::string& path) {
+Artifact load_artifact(const std::string& path, const TorchScriptLoadOptions& options) {
   if (!std::filesystem::is_regular_file(path)) throw ArtifactError(path + ": artifact file not found");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ArtifactError(path + ": cannot open");
-  return load_from_stream(in, path);
+  std::string bytes;
+  try {
+    bytes = read_torchscript_file(path, options);
+  } catch (const TorchScriptLoadError& e) {
+    throw ArtifactError(e.what());
+  }
+  return load_from_bytes(bytes, path, options);
 }
 
-Artifact load_artifact_from_bytes(const std::string& bytes, const std::string& origin) {
-  std::istringstream in(bytes);
-  return load_from_stream(in, origin);
+Artifact load_artifact_from_bytes(const std::string& bytes, const std::string& origin,
+                                  const TorchScriptLoadOptions& options) {
+  return load_from_bytes(bytes, origin, options);
 }
 
 }  // namespace maas

@@ -14,6 +14,7 @@
 
 #include "dataset.h"
 #include "models.h"
+#include "torchscript_loader.h"
 
 namespace maas {
 
@@ -57,11 +58,14 @@ void save_artifact(const torch::jit::Module& module, const std::string& metadata
 // The bytes save_artifact() would write (for checking an artifact before saving it).
 std::string artifact_bytes(const torch::jit::Module& module, const std::string& metadata_json);
 
-// Loads and checks an artifact. Throws ArtifactError naming the file when it is missing, not
-// TorchScript, or lacks valid metadata.
-Artifact load_artifact(const std::string& path);
+// Loads and checks an artifact through load_torchscript() (torchscript_loader.h: records vetted
+// before loading, operators checked after, within options.deadline). Throws ArtifactError naming
+// the file when it is missing, not TorchScript, refused by that policy, too slow to load, or
+// lacks valid metadata. Nothing in the file runs before it is accepted.
+Artifact load_artifact(const std::string& path, const TorchScriptLoadOptions& options = {});
 
-// Reads an artifact from memory (e.g. a just-saved one); `origin` names it in errors.
-Artifact load_artifact_from_bytes(const std::string& bytes, const std::string& origin);
+// Reads an artifact from memory (e.g. a just-saved one) the same way; `origin` names it in errors.
+Artifact load_artifact_from_bytes(const std::string& bytes, const std::string& origin,
+                                  const TorchScriptLoadOptions& options = {});
 
 }  // namespace maas

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "files.h"
+#include "torchscript_loader.h"
 
 namespace maas {
 namespace {
@@ -69,7 +70,18 @@ CheckpointReader::CheckpointReader(const std::string& path) : path_(path) {
   if (!std::filesystem::is_regular_file(path)) throw CheckpointError(path + ": checkpoint file not found");
   archive_ = std::make_shared<torch::serialize::InputArchive>();
   try {
-    archive_->load_from(path);
+    // A checkpoint is TorchScript too: vet it (data only, no code) through the one loader, then
+    // let InputArchive, which cannot take a loaded module, read the same vetted bytes again.
+    TorchScriptLoadOptions options;
+    options.allow_methods = false;
+    const std::string bytes = read_torchscript_file(path, options);
+    torch::jit::ExtraFilesMap no_extra_files;
+    load_torchscript(bytes, path, no_extra_files, options);
+    archive_->load_from(bytes.data(), bytes.size());
+  } catch (const NotTorchScript&) {
+    throw CheckpointError(path + ": not a readable checkpoint (corrupt or truncated file)");
+  } catch (const TorchScriptLoadError& e) {
+    throw CheckpointError(e.what());
   } catch (const std::exception& e) {
     throw CheckpointError(path + ": not a readable checkpoint (corrupt or truncated file)");
   }
