@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "model_runner.h"
+#include "torchscript_loader.h"
 
 namespace maas {
 
@@ -24,15 +25,24 @@ struct ModelStatus {
 };
 
 // Thread-safe. Runners are shared_ptrs: a request keeps its runner alive across a swap.
+//
+// Every file is read through load_artifact_from_bytes (torchscript_loader.h: vetted records,
+// operator allowlist), and loading plus warm-up of each version must finish within
+// `loading.deadline`, else ArtifactError; the abandoned load runs on in a detached thread (see
+// run_with_deadline), so neither start-up nor shutdown waits for it.
+// Repository paths are resolved: a model folder, version folder or model.pt that is, or passes
+// through, a symlink leading outside DIR is refused (a symlink within DIR is fine), and the file
+// is checked again after opening, so swapping a path meanwhile does not help. An explicit
+// --model NAME=FILE is the user's own choice of file: symlinks there are followed.
 class ModelRepository {
  public:
   // `dir` may be "" (only add_file models). Nothing is loaded until load_all()/add_file().
-  ModelRepository(std::string dir, BatchingOptions batching);
+  ModelRepository(std::string dir, BatchingOptions batching, TorchScriptLoadOptions loading = {});
 
   // Loads every DIR/<name>/<version>/model.pt. Throws ArtifactError/std::runtime_error naming the
   // file when one fails (start-up must not go on half-loaded).
   void load_all();
-  // Serves `path` as version 1 of `name` (--model NAME=path).
+  // Serves `path` as version 1 of `name` (--model NAME=path). Throws ArtifactError naming the file.
   void add_file(const std::string& name, const std::string& path);
 
   // The runner for `name` at `version`, or its newest version when version == 0.
@@ -55,8 +65,13 @@ class ModelRepository {
   using Versions = std::map<int64_t, std::shared_ptr<ModelRunner>>;
   Versions load_versions(const std::string& name) const;
 
+  // Loads `bytes` (read from `origin`) and builds its runner within loading_.deadline.
+  std::shared_ptr<ModelRunner> make_runner(const std::string& name, int64_t version, std::string bytes,
+                                           const std::string& origin) const;
+
   const std::string dir_;
   const BatchingOptions batching_;
+  const TorchScriptLoadOptions loading_;
   mutable std::mutex mutex_;
   std::map<std::string, Versions> models_;
 };
