@@ -2,6 +2,7 @@
 #include "checkpoint.h"
 
 #include <filesystem>
+#include <sstream>
 
 #include "files.h"
 #include "torchscript_loader.h"
@@ -10,6 +11,7 @@ namespace maas {
 namespace {
 
 constexpr int64_t kFormatVersion = 1;
+constexpr size_t kHistoryColumns = 8;  // numbers per EpochMetrics row in meta/history
 
 c10::List<std::string> to_list(const std::vector<std::string>& v) {
   c10::List<std::string> list;
@@ -36,8 +38,8 @@ RunConfig load_run_dir_config(const std::string& run_dir, const std::vector<std:
   return load_run_config(run_config_path(run_dir), overrides);
 }
 
-void save_checkpoint(const std::string& path, const CheckpointMeta& meta, torch::nn::Module& model,
-                     torch::optim::Optimizer* optimizer) {
+std::string checkpoint_bytes(const CheckpointMeta& meta, torch::nn::Module& model,
+                             torch::optim::Optimizer* optimizer) {
   torch::serialize::OutputArchive archive;
   archive.write("meta/format_version", c10::IValue(kFormatVersion));
   archive.write("meta/model_name", c10::IValue(meta.model_name));
@@ -55,6 +57,12 @@ void save_checkpoint(const std::string& path, const CheckpointMeta& meta, torch:
   archive.write("meta/best_test_acc", c10::IValue(meta.best_test_acc));
   archive.write("meta/last_test_acc", c10::IValue(meta.last_test_acc));
   archive.write("meta/rng_state", meta.rng_state.defined() ? meta.rng_state : torch::empty({0}, torch::kUInt8));
+  std::vector<double> history;  // kHistoryColumns numbers per epoch, in EpochMetrics order
+  for (const auto& m : meta.history)
+    history.insert(history.end(), {static_cast<double>(m.epoch), m.train_loss, m.train_acc, m.test_loss, m.test_acc,
+                                   m.lr, m.images_per_s, m.seconds});
+  archive.write("meta/history", c10::IValue(to_list(history)));
+  archive.write("meta/best_epoch", c10::IValue(meta.best_epoch));
   torch::serialize::OutputArchive model_archive;
   model.save(model_archive);
   archive.write("model", model_archive);
@@ -63,7 +71,14 @@ void save_checkpoint(const std::string& path, const CheckpointMeta& meta, torch:
     optimizer->save(optimizer_archive);
     archive.write("optimizer", optimizer_archive);
   }
-  write_atomically(path, [&](const std::string& tmp) { archive.save_to(tmp); });
+  std::ostringstream bytes;
+  archive.save_to(bytes);
+  return bytes.str();
+}
+
+void save_checkpoint(const std::string& path, const CheckpointMeta& meta, torch::nn::Module& model,
+                     torch::optim::Optimizer* optimizer) {
+  write_text_atomically(path, checkpoint_bytes(meta, model, optimizer));
 }
 
 CheckpointReader::CheckpointReader(const std::string& path) : path_(path) {
@@ -113,6 +128,15 @@ CheckpointReader::CheckpointReader(const std::string& path) : path_(path) {
     meta_.best_test_acc = read("meta/best_test_acc").toDouble();
     meta_.last_test_acc = read("meta/last_test_acc").toDouble();
     archive_->read("meta/rng_state", meta_.rng_state);
+    c10::IValue history, best_epoch;  // optional: older checkpoints lack the training record
+    if (archive_->try_read("meta/history", history)) {
+      const auto h = history.toDoubleVector();
+      if (h.size() % kHistoryColumns != 0) throw CheckpointError(path + ": malformed meta/history");
+      for (size_t i = 0; i < h.size(); i += kHistoryColumns)
+        meta_.history.push_back({static_cast<int64_t>(h[i]), h[i + 1], h[i + 2], h[i + 3], h[i + 4], h[i + 5],
+                                 h[i + 6], h[i + 7]});
+    }
+    if (archive_->try_read("meta/best_epoch", best_epoch)) meta_.best_epoch = best_epoch.toInt();
   } catch (const CheckpointError&) {
     throw;
   } catch (const std::exception& e) {

@@ -20,6 +20,16 @@ class CheckpointError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// One row of metrics.csv: the results of one completed epoch.
+struct EpochMetrics {
+  int64_t epoch = 0;
+  double train_loss = 0, train_acc = 0;  // mean over the epoch's batches, accuracy as a fraction
+  double test_loss = 0, test_acc = 0;
+  double lr = 0;
+  double images_per_s = 0;  // training images per second (evaluation excluded)
+  double seconds = 0;       // wall time of the epoch, evaluation included
+};
+
 // Everything a checkpoint records besides the tensors of the model and the optimizer.
 struct CheckpointMeta {
   std::string model_name;
@@ -34,9 +44,19 @@ struct CheckpointMeta {
   double best_test_acc = -1;  // best test accuracy (fraction) seen so far; -1 before any
   double last_test_acc = -1;  // test accuracy after epoch `epoch`
   torch::Tensor rng_state;    // torch's default CPU generator, so later random ops continue identically
+  // The training record, so last.pt alone commits an epoch: metrics.csv and best.pt are rebuilt
+  // from it after a crash. Empty/0 in checkpoints written before it existed.
+  std::vector<EpochMetrics> history;  // epochs 1..epoch, one row each
+  int64_t best_epoch = 0;             // the epoch whose weights best.pt holds; 0 = none yet
 };
 
-// Writes meta, model and (if given) optimizer to `path` atomically.
+// The checkpoint file's bytes: meta, model and (if given) optimizer. Serialized in memory, so a
+// failing disk surfaces in the plain write that follows, not inside LibTorch's zip writer.
+std::string checkpoint_bytes(const CheckpointMeta& meta, torch::nn::Module& model,
+                             torch::optim::Optimizer* optimizer);
+
+// Writes checkpoint_bytes to `path` atomically; throws std::runtime_error naming `path` and the
+// system's reason ("No space left on device") when it cannot, leaving the old file and no temp file.
 void save_checkpoint(const std::string& path, const CheckpointMeta& meta, torch::nn::Module& model,
                      torch::optim::Optimizer* optimizer);
 

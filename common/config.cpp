@@ -1,9 +1,11 @@
 // Loads, validates and writes RunConfig (YAML via yaml-cpp); one field table drives all three.
 #include "config.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <sstream>
@@ -15,9 +17,24 @@
 namespace maas {
 namespace {
 
+// Configs are a few hundred bytes; the cap bounds parsing time and memory for any input.
+constexpr size_t kMaxYamlBytes = 1 << 20;
+
+// Upper bounds that keep a typo from exhausting the machine: more threads than this only
+// oversubscribes (100000 deadlocked LibTorch's pool); one batch of this size already holds all
+// of CIFAR-10's 50000 training images.
+constexpr int64_t kMaxThreads = 256;
+constexpr int64_t kMaxBatchSize = 65536;
+
 std::vector<ConfigField> fields_of(RunConfig& c) {
   auto positive = [](const int64_t* v) { return [v] { return *v > 0 ? "" : "must be > 0"; }; };
   auto non_negative = [](const int64_t* v) { return [v] { return *v >= 0 ? "" : "must be >= 0"; }; };
+  auto in_range = [](const int64_t* v, int64_t low, int64_t high) {  // low is 0 or 1
+    return [v, low, high]() -> std::string {
+      if (*v >= low && *v <= high) return "";
+      return std::string(low > 0 ? "must be > 0" : "must be >= 0") + " and at most " + std::to_string(high);
+    };
+  };
   auto any = [] { return std::string(); };
   return {
       {"data.dataset", &c.data.dataset,
@@ -37,14 +54,109 @@ std::vector<ConfigField> fields_of(RunConfig& c) {
          return "unknown model; known models: " + names;
        }},
       {"train.epochs", &c.train.epochs, positive(&c.train.epochs)},
-      {"train.batch_size", &c.train.batch_size, positive(&c.train.batch_size)},
-      {"train.eval_batch_size", &c.train.eval_batch_size, positive(&c.train.eval_batch_size)},
+      {"train.batch_size", &c.train.batch_size, in_range(&c.train.batch_size, 1, kMaxBatchSize)},
+      {"train.eval_batch_size", &c.train.eval_batch_size, in_range(&c.train.eval_batch_size, 1, kMaxBatchSize)},
       {"train.lr", &c.train.lr,
        [&c]() -> std::string { return c.train.lr > 0 && c.train.lr < 10 ? "" : "must be in (0, 10)"; }},
       {"train.seed", &c.train.seed, non_negative(&c.train.seed)},
-      {"train.threads", &c.train.threads, non_negative(&c.train.threads)},
+      {"train.threads", &c.train.threads, in_range(&c.train.threads, 0, kMaxThreads)},
       {"train.channels_last", &c.train.channels_last, any},
   };
+}
+
+// Walks a document's parse events before anything is built from it. yaml-cpp expands aliases into
+// copies, so nested anchors grow exponentially (871 bytes took 3.7 GB); configs need neither
+// anchors nor aliases, so both are refused here, where they are still unexpanded. yaml-cpp also
+// lets a repeated key silently win, so keys are checked per mapping with their lines.
+class YamlChecker : public YAML::EventHandler {
+ public:
+  explicit YamlChecker(std::string origin) : origin_(std::move(origin)) {}
+
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override { node(mark, anchor, "~", true); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override {
+    throw ConfigError(at(mark) + ": YAML aliases (*name) are not allowed in configs; write the value out");
+  }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor, const std::string& value) override {
+    node(mark, anchor, value, true);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    node(mark, anchor, "", false);
+    frames_.push_back({false});
+  }
+  void OnSequenceEnd() override { frames_.pop_back(); }
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value) override {
+    node(mark, anchor, "", false);
+    frames_.push_back({true});
+  }
+  void OnMapEnd() override { frames_.pop_back(); }
+  void OnAnchor(const YAML::Mark& mark, const std::string& name) override {
+    throw ConfigError(at(mark) + ": YAML anchors (&" + name + ") are not allowed in configs; write the value out");
+  }
+
+ private:
+  struct Frame {
+    bool is_map;
+    bool expecting_key = true;
+    std::string key;                    // the key whose value comes next (maps)
+    std::map<std::string, int> lines;  // keys seen so far, and their lines
+  };
+
+  std::string at(const YAML::Mark& mark) const { return origin_ + ":" + std::to_string(mark.line + 1); }
+
+  // Every node event, in document order: a map's children alternate key, value.
+  void node(const YAML::Mark& mark, YAML::anchor_t anchor, const std::string& scalar, bool is_scalar) {
+    if (anchor != YAML::NullAnchor)
+      throw ConfigError(at(mark) + ": YAML anchors (&name) are not allowed in configs; write the value out");
+    if (frames_.empty() || !frames_.back().is_map) return;
+    Frame& map = frames_.back();
+    map.expecting_key = !map.expecting_key;
+    if (map.expecting_key) return;  // that was a value
+    if (!is_scalar) throw ConfigError(at(mark) + ": a key must be a plain name, not a list or mapping");
+    std::string dotted;
+    for (const auto& f : frames_)
+      if (f.is_map && &f != &map) dotted += f.key + ".";
+    dotted += scalar;
+    const auto [seen, inserted] = map.lines.emplace(scalar, mark.line + 1);
+    if (!inserted)
+      throw ConfigError("duplicate key '" + dotted + "' (" + origin_ + ":" + std::to_string(seen->second) + " and " +
+                        at(mark) + ")");
+    map.key = scalar;
+  }
+
+  std::string origin_;
+  std::vector<Frame> frames_;
+};
+
+// Parses one YAML document after YamlChecker accepted it. Throws ConfigError naming `origin`.
+YAML::Node load_checked_yaml(const std::string& text, const std::string& origin) {
+  if (text.size() > kMaxYamlBytes)
+    throw ConfigError(origin + ": " + std::to_string(text.size()) + " bytes, more than a config may hold (" +
+                      std::to_string(kMaxYamlBytes) + ")");
+  try {
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    YamlChecker checker(origin);
+    if (parser.HandleNextDocument(checker) && parser.HandleNextDocument(checker))
+      throw ConfigError(origin + ": holds more than one YAML document (a second '---')");
+    return YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(origin + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
+  }
+}
+
+// The file's bytes, at most kMaxYamlBytes + 1 of them (enough to refuse a larger file).
+std::string read_config_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError("cannot read config file '" + path + "'");
+  std::string text(kMaxYamlBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  if (in.bad()) throw ConfigError("cannot read config file '" + path + "'");
+  text.resize(static_cast<size_t>(in.gcount()));
+  return text;
 }
 
 struct Leaf {
@@ -86,13 +198,8 @@ void resolve(const YAML::Node& root, const std::string& origin, const std::vecto
     const auto eq = item.find('=');
     if (eq == std::string::npos || eq == 0)
       throw ConfigError("--set '" + item + "': expected key=value, e.g. --set train.epochs=1");
-    YAML::Node value;
-    try {
-      value = YAML::Load(item.substr(eq + 1));
-    } catch (const YAML::Exception& e) {
-      throw ConfigError("--set '" + item + "': value is not valid YAML: " + e.msg);
-    }
-    leaves[item.substr(0, eq)] = {value, "--set " + item};
+    // A --set value is a YAML document too, so it gets the same checks as a file.
+    leaves[item.substr(0, eq)] = {load_checked_yaml(item.substr(eq + 1), "--set '" + item + "'"), "--set " + item};
   }
 
   for (const auto& [key, leaf] : leaves) {
@@ -126,27 +233,13 @@ void resolve(const YAML::Node& root, const std::string& origin, const std::vecto
 
 void apply_config(const std::string& yaml_text, const std::string& origin, const std::vector<std::string>& overrides,
                   const std::vector<ConfigField>& fields) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(yaml_text);
-  } catch (const YAML::ParserException& e) {
-    throw ConfigError(origin + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
-  }
-  resolve(root, origin, overrides, fields);
+  resolve(load_checked_yaml(yaml_text, origin), origin, overrides, fields);
 }
 
 void apply_config_file(const std::string& path, const std::vector<std::string>& overrides,
                        const std::vector<ConfigField>& fields) {
   if (path.empty()) return resolve(YAML::Node(), "", overrides, fields);
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::BadFile&) {
-    throw ConfigError("cannot read config file '" + path + "'");
-  } catch (const YAML::ParserException& e) {
-    throw ConfigError(path + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
-  }
-  resolve(root, path, overrides, fields);
+  resolve(load_checked_yaml(read_config_file(path), path), path, overrides, fields);
 }
 
 std::string fields_to_yaml(const std::vector<ConfigField>& fields) {

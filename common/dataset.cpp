@@ -130,7 +130,14 @@ ImageSet read_idx_pair(const std::string& images_path, const std::string& labels
   if (lab.size() < 8 || big_endian_u32(lab, 0) != 0x00000801)
     throw DataError(labels_path + ": not an IDX ubyte label file (bad magic number or too short)");
   const int64_t n = big_endian_u32(img, 4), h = big_endian_u32(img, 8), w = big_endian_u32(img, 12);
-  if (static_cast<int64_t>(img.size()) != 16 + n * h * w)
+  // Training on no images runs zero steps and reports NaN metrics, so an empty set is an error.
+  if (n == 0 || h == 0 || w == 0)
+    throw DataError(images_path + ": holds no images (header says " + std::to_string(n) + " images of " +
+                    std::to_string(h) + "x" + std::to_string(w) + ")");
+  // Each factor is below 2^32, so h * w fits in uint64 but n * h * w may not: compare by division.
+  const uint64_t area = static_cast<uint64_t>(h) * static_cast<uint64_t>(w);
+  const uint64_t pixel_bytes = img.size() - 16;
+  if (pixel_bytes % area != 0 || pixel_bytes / area != static_cast<uint64_t>(n))
     throw DataError(images_path + ": header promises " + std::to_string(n) + " images of " + std::to_string(h) +
                     "x" + std::to_string(w) + " but the file has " + std::to_string(img.size() - 16) +
                     " pixel bytes (truncated?)");

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <sstream>
+#include <stdexcept>
 
 #include "checkpoint.h"
 #include "config.h"
@@ -88,6 +89,24 @@ double accuracy(const torch::Tensor& logits, const torch::Tensor& labels) {
   return logits.argmax(1).eq(labels).to(torch::kFloat64).mean().item<double>();
 }
 
+// Refuses an --out that is one of the run's own files or the checkpoint being exported: writing
+// the artifact there would destroy the run (a later --resume or export fails). Compares resolved
+// paths, and file identity when both exist, so "RUN/./last.pt" and links are caught too.
+void refuse_overwriting_run_files(const ExportOptions& o) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  const fs::path out = fs::weakly_canonical(o.out, error);
+  for (const std::string& own : {run_config_path(o.run_dir), last_checkpoint_path(o.run_dir),
+                                 best_checkpoint_path(o.run_dir), metrics_path(o.run_dir), checkpoint_path(o)}) {
+    std::error_code ignored;
+    const bool same = (!error && out == fs::weakly_canonical(own, ignored)) ||
+                      (fs::exists(o.out, ignored) && fs::exists(own, ignored) && fs::equivalent(o.out, own, ignored));
+    if (same)
+      throw std::invalid_argument("--out '" + o.out + "' would overwrite the run's own " + own +
+                                  "; write the artifact to another file (e.g. " + o.run_dir + "/model.pt)");
+  }
+}
+
 }  // namespace
 
 ExportReport export_run(const ExportOptions& options, std::ostream* log) {
@@ -98,6 +117,7 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
   step.begin("load");
   if (!std::filesystem::is_directory(options.run_dir))
     throw CheckpointError(options.run_dir + ": run directory not found");
+  refuse_overwriting_run_files(options);
   const RunConfig config = load_run_dir_config(options.run_dir, {});
   const std::string ckpt_file = checkpoint_path(options);
   const CheckpointReader checkpoint(ckpt_file);

@@ -47,6 +47,59 @@ TEST(Config, WrongTypesAndValuesAreRejected) {
   EXPECT_NE(error_of("", {"train.epochs"}).find("expected key=value"), std::string::npos);
 }
 
+TEST(Config, DuplicateKeysNameTheKeyAndBothLines) {
+  auto e = error_of("train:\n  epochs: 3\n  lr: 0.1\n  epochs: 5\n");
+  EXPECT_NE(e.find("duplicate key 'train.epochs' (cfg.yaml:2 and cfg.yaml:4)"), std::string::npos) << e;
+  e = error_of("train:\n  epochs: 3\ndata:\n  root: x\ntrain:\n  lr: 0.1\n");
+  EXPECT_NE(e.find("duplicate key 'train' (cfg.yaml:1 and cfg.yaml:5)"), std::string::npos) << e;
+  e = error_of("train: {epochs: 1, epochs: 2}\n");
+  EXPECT_NE(e.find("duplicate key 'train.epochs'"), std::string::npos) << e;
+  // The same name in different sections is not a duplicate.
+  EXPECT_EQ(error_of("data:\n  train_limit: 1\n  test_limit: 1\ntrain:\n  epochs: 1\n"), "");
+}
+
+TEST(Config, AnchorsAndAliasesAreRefusedBeforeExpansion) {
+  // Levels of ten aliases each grow tenfold per level when expanded (871 bytes took 3.7 GB before);
+  // five levels keep the old code's run of this test short.
+  std::string bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n";
+  for (char c = 'b'; c <= 'e'; ++c) {
+    const std::string prev(1, static_cast<char>(c - 1));
+    bomb += std::string(1, c) + ": &" + c + " [";
+    for (int i = 0; i < 10; ++i) bomb += (i ? ", *" : "*") + prev;
+    bomb += "]\n";
+  }
+  auto e = error_of(bomb);
+  EXPECT_NE(e.find("cfg.yaml:1: YAML anchors (&a) are not allowed"), std::string::npos) << e;
+  e = error_of("train:\n  epochs: &n 3\n");
+  EXPECT_NE(e.find("cfg.yaml:2: YAML anchors"), std::string::npos) << e;
+  e = error_of("train:\n  epochs: *n\n");
+  EXPECT_NE(e.find("cfg.yaml:2"), std::string::npos) << e;
+  e = error_of("", {"train.epochs=[&a [1, 1], [*a, *a]]"});
+  EXPECT_NE(e.find("--set 'train.epochs=[&a [1, 1], [*a, *a]]'"), std::string::npos) << e;
+  EXPECT_NE(e.find("not allowed"), std::string::npos) << e;
+  // A file is capped before it is parsed.
+  e = error_of(std::string(2 << 20, '#'));
+  EXPECT_NE(e.find("more than a config may hold"), std::string::npos) << e;
+  EXPECT_NE(error_of("train:\n  epochs: 1\n---\ntrain:\n  epochs: 2\n").find("more than one YAML document"),
+            std::string::npos);
+}
+
+TEST(Config, ThreadsAndBatchSizesMustBeSane) {
+  // 100000 threads deadlocked LibTorch; 4294967297 wrapped to 1 through an int; 2^63-1 overflowed the
+  // step count to zero steps and NaN metrics.
+  for (const char* bad : {"train.threads=100000", "train.threads=4294967297", "train.threads=-1"}) {
+    const auto e = error_of("", {bad});
+    EXPECT_NE(e.find("key 'train.threads' (--set " + std::string(bad) + ")"), std::string::npos) << e;
+    EXPECT_NE(e.find("must be >= 0 and at most 256"), std::string::npos) << e;
+  }
+  for (const char* bad : {"train.batch_size=9223372036854775807", "train.eval_batch_size=9223372036854775807",
+                          "train.batch_size=0"}) {
+    const auto e = error_of("", {bad});
+    EXPECT_NE(e.find("must be > 0 and at most 65536"), std::string::npos) << bad << ": " << e;
+  }
+  EXPECT_EQ(error_of("", {"train.threads=0", "train.threads=256", "train.batch_size=65536"}), "");
+}
+
 TEST(Config, YamlRoundTripKeepsEveryValue) {
   RunConfig c;
   c.train.lr = 0.000123456789;

@@ -96,6 +96,22 @@ void write_gzip(const std::string& path, const std::string& bytes) {
   gzclose(gz);
 }
 
+TEST(IdxReader, RefusesAFileWithNoImages) {
+  // Zero images used to load as an empty set: training ran zero steps and exited 0 with NaN metrics.
+  TempDir dir;
+  write_bytes(dir.file("img"), idx_header(0x803, {0, 28, 28}));
+  write_bytes(dir.file("lab"), idx_header(0x801, {0}));
+  auto e = error_of([&] { read_idx_pair(dir.file("img"), dir.file("lab"), {"a", "b"}); });
+  EXPECT_NE(e.find(dir.file("img") + ": holds no images"), std::string::npos) << e;
+  // Zero-sized images are no images either; a header whose sizes overflow int64 is a mismatch.
+  write_bytes(dir.file("flat"), idx_header(0x803, {2, 0, 28}));
+  e = error_of([&] { read_idx_pair(dir.file("flat"), dir.file("lab"), {"a", "b"}); });
+  EXPECT_NE(e.find("holds no images"), std::string::npos) << e;
+  write_bytes(dir.file("huge"), idx_header(0x803, {0xffffffffu, 0xffffffffu, 0xffffffffu}) + std::string(4, '\0'));
+  e = error_of([&] { read_idx_pair(dir.file("huge"), dir.file("lab"), {"a", "b"}); });
+  EXPECT_NE(e.find("truncated"), std::string::npos) << e;
+}
+
 TEST(IdxReader, ReadsRawAndGzipAndRejectsMismatches) {
   TempDir dir;
   std::string pixels(2 * 5 * 4, '\0');

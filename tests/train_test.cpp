@@ -1,10 +1,21 @@
 // Training loop: learns, checkpoints round-trip, and an interrupted run resumes to identical weights.
 #include <gtest/gtest.h>
 
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <sstream>
 
 #include "checkpoint.h"
+#include "dataset.h"
 #include "files.h"
 #include "test_util.h"
 #include "trainer.h"
@@ -121,6 +132,128 @@ TEST(Train, ResumeAfterInterruptionMatchesAnUninterruptedRun) {
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
   EXPECT_EQ(read_text(metrics_path(straight.path())).substr(0, 40), read_text(metrics_path(interrupted.path())).substr(0, 40));
+}
+
+// Thrown from TrainHooks::after_write to end a run at that exact moment, as kill -9 would.
+struct Crash {};
+
+// metrics.csv as (epoch, test_acc) pairs, in file order.
+std::vector<std::pair<int64_t, double>> metrics_rows(const std::string& run_dir) {
+  std::vector<std::pair<int64_t, double>> rows;
+  std::istringstream csv(read_text(metrics_path(run_dir)));
+  std::string line;
+  std::getline(csv, line);  // header
+  while (std::getline(csv, line)) {
+    std::vector<double> v;
+    std::istringstream row(line);
+    for (std::string cell; std::getline(row, cell, ',');) v.push_back(std::stod(cell));
+    rows.emplace_back(static_cast<int64_t>(v.at(0)), v.at(4));
+  }
+  return rows;
+}
+
+TEST(Train, ACrashAfterAnyFileIsWrittenResumesToTheSameRecord) {
+  // A kill right after last.pt's rename used to lose that epoch's metrics row for good, and after
+  // a best epoch best.pt kept the previous epoch while the run reported the new best.
+  TempDir data;
+  testing::write_tiny_cifar(data.path(), 20, 20);
+  const RunConfig config = tiny_config(data.path(), 2);
+  TempDir straight;
+  int writes = 0;
+  TrainHooks count;
+  count.after_write = [&](const std::string&) { ++writes; };
+  train(config, straight.path(), false, count);
+  const auto expected = metrics_rows(straight.path());
+  ASSERT_EQ(expected.size(), 2u);
+  ASSERT_GT(expected[1].second, expected[0].second);  // epoch 2 writes best.pt too: every kind of write is covered
+  ASSERT_EQ(writes, 7);  // config.yaml, then last.pt, best.pt, metrics.csv per epoch
+
+  for (int crash_at = 0; crash_at < writes; ++crash_at) {
+    SCOPED_TRACE("crash after write " + std::to_string(crash_at));
+    TempDir run;
+    int n = 0;
+    TrainHooks crash;
+    crash.after_write = [&](const std::string&) {
+      if (n++ == crash_at) throw Crash{};
+    };
+    EXPECT_THROW(train(config, run.path(), false, crash), Crash);
+    // What a user does next: resume, or start over when no epoch was committed yet.
+    const bool committed = std::filesystem::exists(last_checkpoint_path(run.path()));
+    const TrainResult resumed = train(config, run.path(), committed, {});
+
+    EXPECT_EQ(metrics_rows(run.path()), expected);  // every epoch's row exactly once, same numbers
+    ASSERT_EQ(resumed.history.size(), 2u);
+    const auto best_row = *std::max_element(expected.begin(), expected.end(), [](const auto& a, const auto& b) {
+      return a.second < b.second;  // the first of equal accuracies is the best, as in train()
+    });
+    const CheckpointReader best(best_checkpoint_path(run.path()));
+    EXPECT_EQ(best.meta().epoch, best_row.first);
+    EXPECT_DOUBLE_EQ(best.meta().last_test_acc, best_row.second);
+    EXPECT_DOUBLE_EQ(resumed.best_test_acc, best_row.second);
+    const auto a = weights_of(last_checkpoint_path(straight.path()));
+    const auto b = weights_of(last_checkpoint_path(run.path()));
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
+  }
+}
+
+TEST(Train, StaleTempFilesOfAKilledRunAreRemovedAtStart) {
+  TempDir data, run;
+  testing::write_tiny_cifar(data.path(), 20, 20);
+  const RunConfig config = tiny_config(data.path(), 1);
+  train(config, run.path(), false, {});
+  // A pid that surely ran and ended: a child that exited at once.
+  const pid_t child = fork();
+  if (child == 0) _exit(0);
+  ASSERT_GT(child, 0);
+  ASSERT_EQ(waitpid(child, nullptr, 0), child);
+  const std::string stale = best_checkpoint_path(run.path()) + ".tmp." + std::to_string(child);
+  testing::write_bytes(stale, "half a checkpoint");
+  RunConfig more = config;
+  more.train.epochs = 2;
+  train(more, run.path(), true, {});
+  EXPECT_FALSE(std::filesystem::exists(stale));
+  for (const auto& entry : std::filesystem::directory_iterator(run.path()))
+    EXPECT_EQ(entry.path().filename().string().find(".tmp."), std::string::npos) << entry.path();
+}
+
+TEST(Train, AFullDiskIsAnErrorNamingTheFileAndKeepsThePreviousCheckpoint) {
+  // On a 2 MiB file system the second checkpoint does not fit. LibTorch's zip writer used to throw
+  // from its destructor (std::terminate, exit 134) and leave a 0.6-1.2 MB temp file.
+  TempDir data, mount_point;
+  testing::write_tiny_cifar(data.path(), 20, 20);
+  if (::mount("tmpfs", mount_point.path().c_str(), "tmpfs", 0, "size=2m") != 0)
+    GTEST_SKIP() << "mounting a 2 MiB tmpfs needs root: " << std::strerror(errno);
+  struct Unmount {
+    std::string path;
+    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+  } unmount{mount_point.path()};
+  const std::string run = mount_point.file("run");
+  try {
+    train(tiny_config(data.path(), 3), run, false, {});
+    FAIL() << "three checkpoints fit into 2 MiB?";
+  } catch (const std::runtime_error& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("No space left on device"), std::string::npos) << message;
+    EXPECT_EQ(message.find("cannot write '" + run + "/"), 0u) << message;
+    EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+  }
+  for (const auto& entry : std::filesystem::directory_iterator(run))
+    EXPECT_EQ(entry.path().filename().string().find(".tmp."), std::string::npos) << entry.path();
+  EXPECT_EQ(CheckpointReader(last_checkpoint_path(run)).meta().epoch, 1);
+  EXPECT_NO_THROW(CheckpointReader(last_checkpoint_path(run)).load_model());
+}
+
+TEST(Train, AHugeBatchSizeTrainsOneBatchPerEpoch) {
+  // The step count (n + batch_size - 1) / batch_size overflowed for 2^63-1: zero steps, NaN metrics,
+  // exit 0. The config refuses such sizes; train() itself must not compute nonsense either.
+  TempDir data, run;
+  testing::write_tiny_cifar(data.path(), 20, 20);
+  RunConfig config = tiny_config(data.path(), 1);
+  config.train.batch_size = std::numeric_limits<int64_t>::max();
+  const TrainResult result = train(config, run.path(), false, {});
+  ASSERT_EQ(result.history.size(), 1u);
+  EXPECT_TRUE(std::isfinite(result.history[0].train_loss));
+  EXPECT_GT(result.history[0].train_loss, 0);
 }
 
 TEST(Train, OneEpochOnA2000ImageSubsetOfCifar10) {

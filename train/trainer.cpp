@@ -34,7 +34,8 @@ std::string metrics_csv(const std::vector<EpochMetrics>& history) {
   return out.str();
 }
 
-// Rows of an existing metrics.csv up to and including `last_epoch` (for resume).
+// Rows of an existing metrics.csv up to and including `last_epoch` (resuming from a checkpoint
+// written before checkpoints carried the training record).
 std::vector<EpochMetrics> read_metrics(const std::string& path, int64_t last_epoch) {
   std::vector<EpochMetrics> rows;
   std::ifstream in(path);
@@ -113,11 +114,18 @@ TrainResult train(const RunConfig& config, const std::string& run_dir, bool resu
   // Data: uint8 in memory, normalized batch by batch.
   const ImageSet train_set = load_dataset(config.data.dataset, config.data.root, Split::kTrain).head(config.data.train_limit);
   const ImageSet test_set = load_dataset(config.data.dataset, config.data.root, Split::kTest).head(config.data.test_limit);
+  // No images means no steps and NaN metrics: refuse instead of "succeeding".
+  if (train_set.size() == 0 || test_set.size() == 0)
+    throw DataError(config.data.root + ": the " + (train_set.size() == 0 ? "training" : "test") + " set holds no images");
   const ModelSpec spec{train_set.channels(), train_set.height(), train_set.width(),
                        static_cast<int64_t>(train_set.classes.size())};
 
   // Model and optimizer, fresh or from the last checkpoint.
   fs::create_directories(run_dir);
+  // A killed process can leave "last.pt.tmp.PID" and the like; they are never renamed now.
+  for (const auto& stale : remove_stale_temp_files(run_dir))
+    if (log) *log << "removed " << stale << " (left by an interrupted run)\n";
+  auto wrote = [&](const std::string& path) { hooks.after_write(path); };
   CheckpointMeta meta;
   meta.model_name = config.model.name;
   meta.spec = spec;
@@ -138,15 +146,36 @@ TrainResult train(const RunConfig& config, const std::string& run_dir, bool resu
       auto generator = at::detail::getDefaultCPUGenerator();
       generator.set_state(meta.rng_state);
     }
+    if (meta.history.empty()) meta.history = read_metrics(metrics_path(run_dir), meta.epoch);
+    // Repair what a crash after last.pt's commit left behind (see the epoch's end below): best.pt
+    // is copied from last.pt when last.pt is the best epoch and best.pt does not hold it yet.
+    // Only a completed epoch (step 0) can be that copy: a mid-epoch checkpoint is written only
+    // after its process already did this repair or wrote best.pt itself.
+    if (meta.best_epoch > 0 && meta.best_epoch == meta.epoch && meta.step == 0) {
+      int64_t best_holds = -1;
+      try {
+        best_holds = CheckpointReader(best_checkpoint_path(run_dir)).meta().epoch;
+      } catch (const CheckpointError&) {
+        // missing or torn: rewritten below
+      }
+      if (best_holds != meta.best_epoch) {
+        write_text_atomically(best_checkpoint_path(run_dir), read_text(last_checkpoint_path(run_dir)));
+        wrote(best_checkpoint_path(run_dir));
+        if (log) *log << "restored " << best_checkpoint_path(run_dir) << " (epoch " << meta.best_epoch << ") from last.pt\n";
+      }
+    }
+    write_text_atomically(metrics_path(run_dir), metrics_csv(meta.history));
+    wrote(metrics_path(run_dir));
   } else {
     meta.normalization = Normalization::of(train_set.images);
   }
   if (opt.channels_last) to_channels_last(*model);
   model->train();
   write_text_atomically(run_config_path(run_dir), to_yaml(config));
+  wrote(run_config_path(run_dir));
 
   TrainResult result;
-  result.history = read_metrics(metrics_path(run_dir), meta.epoch);
+  result.history = meta.history;
   result.best_test_acc = std::max(0.0, meta.best_test_acc);
   if (log) {
     *log << "model '" << meta.model_name << "':\n" << model_summary(*model, spec);
@@ -157,9 +186,12 @@ TrainResult train(const RunConfig& config, const std::string& run_dir, bool resu
   }
 
   const int64_t n = train_set.size();
-  const int64_t steps = (n + opt.batch_size - 1) / opt.batch_size;
+  const int64_t steps = n / opt.batch_size + (n % opt.batch_size != 0);  // no overflow for any batch size
   ProgressBar bar(log, hooks.progress_bar);
-  auto save_last = [&] { save_checkpoint(last_checkpoint_path(run_dir), meta, *model, &optimizer); };
+  auto save_last = [&] {
+    save_checkpoint(last_checkpoint_path(run_dir), meta, *model, &optimizer);
+    wrote(last_checkpoint_path(run_dir));
+  };
 
   for (int64_t epoch = meta.epoch + 1; epoch <= opt.epochs; ++epoch) {
     const auto epoch_start = Clock::now();
@@ -209,6 +241,14 @@ TrainResult train(const RunConfig& config, const std::string& run_dir, bool resu
     m.seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
     result.history.push_back(m);
 
+    // One epoch commits as a unit, and last.pt is the commit point: it records the epoch's
+    // weights, all metrics rows (meta.history) and which epoch best.pt must hold. The order is
+    // last.pt, then best.pt (a byte copy of it, when this epoch is the best), then metrics.csv.
+    // A crash before last.pt's rename loses only the uncommitted epoch, which a resume redoes
+    // identically; a crash after it leaves best.pt or metrics.csv behind last.pt, and resuming
+    // rebuilds both from last.pt before training on. best.pt is never written ahead of last.pt,
+    // so a crash can not leave it holding an epoch the record does not know.
+    meta.history.push_back(m);
     meta.epoch = epoch;
     meta.step = 0;
     meta.partial_loss_sum = meta.partial_seconds = 0;
@@ -216,11 +256,20 @@ TrainResult train(const RunConfig& config, const std::string& run_dir, bool resu
     meta.last_test_acc = test.acc;
     meta.rng_state = at::detail::getDefaultCPUGenerator().get_state();
     const bool best = test.acc > meta.best_test_acc;
-    if (best) meta.best_test_acc = test.acc;
+    if (best) {
+      meta.best_test_acc = test.acc;
+      meta.best_epoch = epoch;
+    }
     result.best_test_acc = meta.best_test_acc;
-    save_last();
-    if (best) save_checkpoint(best_checkpoint_path(run_dir), meta, *model, &optimizer);
-    write_text_atomically(metrics_path(run_dir), metrics_csv(result.history));
+    const std::string checkpoint = checkpoint_bytes(meta, *model, &optimizer);
+    write_text_atomically(last_checkpoint_path(run_dir), checkpoint);
+    wrote(last_checkpoint_path(run_dir));
+    if (best) {
+      write_text_atomically(best_checkpoint_path(run_dir), checkpoint);
+      wrote(best_checkpoint_path(run_dir));
+    }
+    write_text_atomically(metrics_path(run_dir), metrics_csv(meta.history));
+    wrote(metrics_path(run_dir));
     bar.finish(epoch_line(m, opt.epochs) + (best ? "  (best)" : ""));
 
     if (hooks.should_stop() && epoch < opt.epochs) {

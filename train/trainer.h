@@ -6,18 +6,10 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint.h"
 #include "config.h"
 
 namespace maas {
-
-struct EpochMetrics {
-  int64_t epoch = 0;
-  double train_loss = 0, train_acc = 0;  // mean over the epoch's batches, accuracy as a fraction
-  double test_loss = 0, test_acc = 0;
-  double lr = 0;
-  double images_per_s = 0;  // training images per second (evaluation excluded)
-  double seconds = 0;       // wall time of the epoch, evaluation included
-};
 
 struct TrainHooks {
   // Polled after every batch; returning true makes train() checkpoint and return early.
@@ -26,6 +18,9 @@ struct TrainHooks {
   std::ostream* log = nullptr;
   // Redraw a one-line progress bar (for terminals) instead of logging one line per epoch.
   bool progress_bar = false;
+  // Called with each run-directory file's path right after it is renamed into place. Tests throw
+  // here to stop the run exactly there, as a kill -9 at that moment would.
+  std::function<void(const std::string& path)> after_write = [](const std::string&) {};
 };
 
 struct TrainResult {
@@ -36,7 +31,9 @@ struct TrainResult {
 
 // Trains `config` in `run_dir` (created if needed). Writes config.yaml, metrics.csv, last.pt and
 // best.pt there, all atomically, after every epoch. With `resume`, continues from run_dir/last.pt
-// and ends where an uninterrupted run would (bit-identical with train.threads=1).
+// and ends where an uninterrupted run would (bit-identical with train.threads=1), whenever the
+// previous process died: last.pt commits an epoch, and resuming first rebuilds metrics.csv and
+// best.pt from it (see the comment at the epoch's end in trainer.cpp).
 // Throws ConfigError, DataError or CheckpointError with a message naming the problem.
 // Not thread-safe: sets LibTorch's global thread count and seed.
 TrainResult train(const RunConfig& config, const std::string& run_dir, bool resume, const TrainHooks& hooks);
