@@ -1,7 +1,6 @@
-// Route table, the one exception-to-status wrapper, and the handlers.
+// The route table, the one exception-to-status wrapper, and one named handler per endpoint.
 #include "http_server.h"
 
-#include <httplib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -9,11 +8,12 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <map>
-#include <thread>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <thread>
 
+#include "http_transport.h"
 #include "image.h"
 #include "protocol.h"
 #include "web_page.h"
@@ -30,12 +30,21 @@ struct HttpError : std::runtime_error {
   int status;
 };
 
+// Model and version segments of the v2 paths. Names are checked for length in runner_for().
+const std::string kModelPath = "/v2/models/([A-Za-z0-9_.-]+)(?:/versions/([0-9]+))?";
+constexpr size_t kMaxModelNameLength = 255;
+
+// Client bytes (paths, names, ids) reach error messages: invalid UTF-8 is replaced, never
+// thrown on (nlohmann's default dump() throws, which used to end the process).
+std::string dump(const json& body) { return body.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 void send_json(httplib::Response& res, const json& body, int status = 200) {
   res.status = status;
-  res.set_content(body.dump(), "application/json");
+  res.set_content(dump(body), "application/json");
 }
 
 void send_error(httplib::Response& res, int status, const std::string& message) {
+  if (status == 503) res.set_header("Retry-After", "1");
   send_json(res, {{"error", message}}, status);
 }
 
@@ -46,10 +55,11 @@ void guarded(httplib::Response& res, Handler&& handler) {
     handler();
   } catch (const HttpError& e) {
     send_error(res, e.status, e.what());
+  } catch (const RequestRefused& e) {
+    send_error(res, e.status, e.what());
   } catch (const NotFound& e) {
     send_error(res, 404, e.what());
   } catch (const Unavailable& e) {
-    res.set_header("Retry-After", "1");
     send_error(res, 503, e.what());
   } catch (const std::invalid_argument& e) {
     send_error(res, 400, e.what());
@@ -60,48 +70,19 @@ void guarded(httplib::Response& res, Handler&& handler) {
   }
 }
 
-int64_t version_of(const httplib::Request& req, size_t group) {
-  if (req.matches.size() <= group || req.matches[group].length() == 0) return 0;
-  const std::string v = req.matches[group];
-  if (v.size() > 9) throw NotFound("no version " + v);
-  return std::stoll(v);
-}
-
-json model_metadata(const ModelRepository& repository, const ModelRunner& runner) {
-  const auto& info = runner.info();
-  json versions = json::array();
-  for (const auto& s : repository.index())
-    if (s.name == runner.name()) versions.push_back(std::to_string(s.version));
-  const int64_t classes = static_cast<int64_t>(info.classes.size());
-  return {{"name", runner.name()},
-          {"versions", versions},
-          {"platform", "pytorch_torchscript"},
-          {"inputs", {{{"name", "image"},
-                       {"datatype", "UINT8"},
-                       {"shape", {-1, info.channels, info.height, info.width}},
-                       {"parameters", {{"accepted_datatypes", {"UINT8", "FP32"}}, {"range", {0, 255}}}}}}},
-          {"outputs", {{{"name", "logits"}, {"datatype", "FP32"}, {"shape", {-1, classes}}},
-                       {{"name", "probabilities"}, {"datatype", "FP32"}, {"shape", {-1, classes}}}}},
-          {"parameters", {{"classes", info.classes}, {"model", info.model_name}}}};
-}
-
-json model_config(const ModelRunner& runner) {
-  const auto& info = runner.info();
-  const auto& b = runner.options();
-  const int64_t classes = static_cast<int64_t>(info.classes.size());
-  return {{"name", runner.name()},
-          {"platform", "pytorch_torchscript"},
-          {"max_batch_size", b.max_batch_size},
-          {"input", {{{"name", "image"}, {"data_type", "TYPE_UINT8"}, {"dims", {info.channels, info.height, info.width}}}}},
-          {"output", {{{"name", "logits"}, {"data_type", "TYPE_FP32"}, {"dims", {classes}}},
-                      {{"name", "probabilities"}, {"data_type", "TYPE_FP32"}, {"dims", {classes}}}}},
-          // max_queue_images is maas's own: the queue's capacity in images (beyond it, 503).
-          {"dynamic_batching", {{"max_queue_delay_microseconds", b.max_queue_delay_us},
-                                {"max_queue_images", b.max_queue_images}}},
-          // threads_per_instance is maas's own: LibTorch intra-op threads of each instance.
-          {"instance_group", {{{"count", runner.instances()},
-                               {"kind", "KIND_CPU"},
-                               {"threads_per_instance", runner.threads_per_instance()}}}}};
+// A path for a log line: printable ASCII kept, anything else as \xNN (no terminal escapes).
+std::string printable(const std::string& s) {
+  std::string out;
+  for (const unsigned char c : s.substr(0, 512)) {
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      char hex[5];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      out += hex;
+    }
+  }
+  return out;
 }
 
 // Constant-time comparison, so the token cannot be guessed byte by byte from timings.
@@ -112,19 +93,36 @@ bool same_secret(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
+// A positive integer query parameter or header value of at most `max`.
+int64_t positive_integer(const std::string& what, const std::string& v, int64_t max) {
+  if (v.empty() || v.size() > 12 || v.find_first_not_of("0123456789") != std::string::npos || std::stoll(v) < 1 ||
+      std::stoll(v) > max)
+    throw std::invalid_argument(what + " must be an integer in 1.." + std::to_string(max));
+  return std::stoll(v);
+}
+
 thread_local Clock::time_point request_started;
+
+TransportOptions transport_options(const ServeOptions& o) {
+  TransportOptions t;
+  t.max_connections = o.max_connections;
+  t.request_timeout_s = o.request_timeout_s;
+  t.idle_timeout_s = o.idle_timeout_s;
+  t.write_timeout_s = o.write_timeout_s;
+  t.max_header_bytes = o.max_header_bytes;
+  t.max_body_bytes = o.max_body_bytes;
+  t.max_inflight_body_bytes = o.max_inflight_body_bytes;
+  return t;
+}
 
 }  // namespace
 
 HttpServer::HttpServer(const ServeOptions& options, ModelRepository& repository)
-    : options_(options), repository_(repository), http_(std::make_unique<httplib::Server>()) {
-  const size_t threads = static_cast<size_t>(options_.http_threads);
-  http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  http_->set_payload_max_length(static_cast<size_t>(options_.max_body_bytes));
+    : options_(options),
+      repository_(repository),
+      http_(std::make_unique<HttpTransport>(transport_options(options))) {
   // Small request/response pairs: without TCP_NODELAY, Nagle + delayed ACKs add ~40 ms each.
   http_->set_tcp_nodelay(true);
-  // Keep connections open across many requests (httplib's default closes after 5).
-  http_->set_keep_alive_max_count(1 << 20);
   // httplib's default options add SO_REUSEPORT, with which a second server on the same port starts
   // without error and silently takes half the connections. SO_REUSEADDR alone still allows a quick
   // restart. The socket is remembered so bind() can enlarge its backlog.
@@ -133,17 +131,29 @@ HttpServer::HttpServer(const ServeOptions& options, ModelRepository& repository)
     ::setsockopt(socket, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
     listen_socket_ = socket;
   });
-  http_->set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
+  // Runs after the headers, before the body is read: what the transport refused is answered here,
+  // so a refused body is never read.
+  http_->set_pre_routing_handler([this](const httplib::Request&, httplib::Response& res) {
     request_started = Clock::now();
-    return httplib::Server::HandlerResponse::Unhandled;
+    const Refusal refusal = HttpTransport::current_refusal();
+    if (refusal == Refusal::kNone) return httplib::Server::HandlerResponse::Unhandled;
+    send_error(res, refusal_status(refusal), refusal_message(refusal, http_->options()));
+    return httplib::Server::HandlerResponse::Handled;
   });
-  // Statuses produced by httplib itself (no route, 413, ...) get the same JSON error body.
-  http_->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+  // Statuses produced by httplib itself (no route, 413, a body cut by the transport, ...) get the
+  // same JSON error body.
+  http_->set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
+    const Refusal refusal = HttpTransport::current_refusal();
+    if (refusal != Refusal::kNone && refusal_status(refusal) != res.status) {
+      res.body.clear();
+      send_error(res, refusal_status(refusal), refusal_message(refusal, http_->options()));
+      return;
+    }
     if (!res.body.empty()) return;
     if (res.status == 404) send_error(res, 404, "no route " + req.method + " " + req.path);
     else if (res.status == 413 && req.get_header_value("Content-Type") == "application/x-www-form-urlencoded")
       send_error(res, 413, "form-encoded bodies are limited to 8 KiB: send JSON with Content-Type: application/json");
-    else if (res.status == 413) send_error(res, 413, "request body over the limit (server.max_body_bytes)");
+    else if (res.status == 413) send_error(res, 413, refusal_message(Refusal::kBodyTooLarge, http_->options()));
     else send_error(res, res.status, "HTTP status " + std::to_string(res.status));
   });
   http_->set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
@@ -152,7 +162,7 @@ HttpServer::HttpServer(const ServeOptions& options, ModelRepository& repository)
   if (options_.access_log) {
     http_->set_logger([](const httplib::Request& req, const httplib::Response& res) {
       const double ms = std::chrono::duration<double, std::milli>(Clock::now() - request_started).count();
-      std::cerr << req.method << " " << req.path << " " << res.status << " " << ms << " ms\n";
+      std::cerr << printable(req.method) << " " << printable(req.path) << " " << res.status << " " << ms << " ms\n";
     });
   }
   add_routes();
@@ -163,168 +173,242 @@ HttpServer::~HttpServer() {
 }
 
 void HttpServer::add_routes() {
-  using Req = const httplib::Request&;
-  using Res = httplib::Response&;
-  const std::string model = "/v2/models/([A-Za-z0-9_.-]+)(?:/versions/([0-9]+))?";
-
-  // An inference route: resolves the model, announces the request to its batcher, and counts
-  // the outcome in the metrics.
-  using InferenceHandler = std::function<void(Req, Res, ModelRunner&, ModelRunner::Arrival&)>;
-  auto inference = [this](const InferenceHandler& handler) {
-    return [this, handler](Req req, Res res) {
-      std::string name = "(unknown)";  // unknown names must not create label series
-      guarded(res, [&] {
-        const auto runner = repository_.get(req.matches[1], version_of(req, 2));
-        name = runner->name();
-        ModelRunner::Arrival arrival(*runner);
-        handler(req, res, *runner, arrival);
-      });
-      metrics_.observe_request(name, res.status,
-                               std::chrono::duration<double>(Clock::now() - request_started).count());
-    };
-  };
-  auto admin = [this](const std::function<void(Req, Res)>& handler) {
-    return [this, handler](Req req, Res res) {
-      guarded(res, [&] {
-        if (options_.admin_token.empty())
-          throw HttpError(403, "model control is disabled; start maas-serve with server.admin_token set");
-        const std::string auth = req.get_header_value("Authorization");
-        if (auth.rfind("Bearer ", 0) != 0 || !same_secret(auth.substr(7), options_.admin_token)) {
-          res.set_header("WWW-Authenticate", "Bearer");
-          throw HttpError(401, "missing or wrong admin token (Authorization: Bearer TOKEN)");
-        }
-        handler(req, res);
-      });
-    };
-  };
-
   struct Route {
     std::vector<std::string> methods;  // those it serves; the others get 405
     std::string pattern;
-    httplib::Server::Handler handler;
+    Handler handler;
   };
+  // Specific paths before the patterns that would also match them (/v2/models/stats).
   const std::vector<Route> routes = {
-      {{"GET"}, "/", [](Req, Res res) { res.set_content(kWebPage, "text/html; charset=utf-8"); }},
-      {{"GET"}, "/metrics",
-       [this](Req, Res res) {
-         guarded(res, [&] {
-           std::map<std::string, int64_t> queued;  // per model, all versions together
-           for (const auto& s : repository_.index()) {
-             try {
-               queued[s.name] += repository_.get(s.name, s.version)->queued_images();
-             } catch (const NotFound&) {
-               // unloaded since index(): nothing to report
-             }
-           }
-           for (const auto& [name, images] : queued) metrics_.set_queue_depth(name, images);
-           res.set_content(metrics_.scrape(), "text/plain; version=0.0.4");
-         });
-       }},
-      {{"GET"}, "/v2/health/live", [](Req, Res res) { send_json(res, {{"live", true}}); }},
-      {{"GET"}, "/v2/health/ready", [this](Req, Res res) { send_json(res, {{"ready", ready_.load()}}, ready_ ? 200 : 503); }},
-      {{"GET"}, "/v2",
-       [](Req, Res res) {
-         send_json(res, {{"name", "maas"},
-                         {"version", MAAS_VERSION},
-                         {"extensions", {"classification", "binary_tensor_data", "model_repository"}}});
-       }},
-      {{"GET"}, "/models",
-       [this](Req, Res res) {
-         json models = json::array();
-         for (const auto& s : repository_.index()) models.push_back({{"name", s.name}, {"version", std::to_string(s.version)}});
-         send_json(res, {{"models", models}});
-       }},
-      {{"GET"}, model,
-       [this](Req req, Res res) {
-         guarded(res, [&] { send_json(res, model_metadata(repository_, *repository_.get(req.matches[1], version_of(req, 2)))); });
-       }},
-      {{"GET"}, model + "/ready",
-       [this](Req req, Res res) {
-         guarded(res, [&] {
-           repository_.get(req.matches[1], version_of(req, 2));
-           send_json(res, {{"name", std::string(req.matches[1])}, {"ready", ready_.load()}}, ready_ ? 200 : 503);
-         });
-       }},
-      {{"GET"}, model + "/config",
-       [this](Req req, Res res) {
-         guarded(res, [&] { send_json(res, model_config(*repository_.get(req.matches[1], version_of(req, 2)))); });
-       }},
-      {{"POST"}, model + "/infer", inference([this](Req req, Res res, ModelRunner& runner, ModelRunner::Arrival& arrival) {
-         std::optional<size_t> json_length;
-         if (req.has_header("Inference-Header-Content-Length")) {
-           const std::string v = req.get_header_value("Inference-Header-Content-Length");
-           if (v.empty() || v.size() > 12 || v.find_first_not_of("0123456789") != std::string::npos)
-             throw std::invalid_argument("Inference-Header-Content-Length must be a byte count");
-           json_length = std::stoull(v);
-         }
-         const InferRequest request = parse_infer_request(req.body, json_length);
-         InferTiming timing;
-         const auto logits = runner.infer(request.images, &timing, &arrival);
-         metrics_.observe_inference(runner.name(), timing);
-         const InferResponse response =
-             write_infer_response(request, runner.name(), runner.version(), logits, runner.info().classes);
-         if (response.json_length) {
-           res.set_header("Inference-Header-Content-Length", std::to_string(*response.json_length));
-           res.set_content(response.body, "application/octet-stream");
-         } else {
-           res.set_content(response.body, "application/json");
-         }
-       })},
+      {{"GET"}, "/", &HttpServer::page},
+      {{"GET"}, "/metrics", &HttpServer::metrics},
+      {{"GET"}, "/v2/health/live", &HttpServer::live},
+      {{"GET"}, "/v2/health/ready", &HttpServer::ready},
+      {{"GET"}, "/ping", &HttpServer::ping},
+      {{"GET"}, "/v2", &HttpServer::server_metadata},
+      {{"GET"}, "/models", &HttpServer::list_models},
+      {{"GET"}, "/v2/models/stats", &HttpServer::all_model_stats},
+      {{"GET"}, kModelPath, &HttpServer::model_metadata},
+      {{"GET"}, kModelPath + "/ready", &HttpServer::model_ready},
+      {{"GET"}, kModelPath + "/config", &HttpServer::model_config},
+      {{"GET"}, kModelPath + "/stats", &HttpServer::model_stats},
+      {{"POST"}, kModelPath + "/infer", &HttpServer::infer},
       // TorchServe clients upload with PUT (curl -T image.jpg URL) as well as POST.
-      {{"POST", "PUT"}, "/predictions/([A-Za-z0-9_.-]+)(?:/([0-9]+))?",
-       inference([this](Req req, Res res, ModelRunner& runner, ModelRunner::Arrival& arrival) {
-         std::string field;  // the image of a multipart upload; a raw body is used where it lies
-         if (req.is_multipart_form_data()) {
-           if (req.has_file("data")) field = req.get_file_value("data").content;
-           else if (req.has_file("file")) field = req.get_file_value("file").content;
-           else throw std::invalid_argument("multipart upload needs a field named 'data' or 'file'");
-         }
-         const std::string& bytes = req.is_multipart_form_data() ? field : req.body;
-         if (bytes.empty()) throw std::invalid_argument("empty body: send the image bytes (curl -T image.jpg URL)");
-         int64_t k = 5;
-         if (req.has_param("topk")) {
-           const std::string v = req.get_param_value("topk");
-           if (v.empty() || v.size() > 6 || v.find_first_not_of("0123456789") != std::string::npos || std::stoll(v) < 1)
-             throw std::invalid_argument("topk must be a positive integer");
-           k = std::stoll(v);
-         }
-         const auto& info = runner.info();
-         const auto images = decode_image(bytes, info.channels, info.height, info.width);
-         InferTiming timing;
-         const auto logits = runner.infer(images, &timing, &arrival);
-         metrics_.observe_inference(runner.name(), timing);
-         res.set_content(write_topk_json(logits, info.classes, k), "application/json");
-       })},
-      {{"POST"}, "/v2/repository/index", admin([this](Req, Res res) {
-         json models = json::array();
-         for (const auto& s : repository_.index())
-           models.push_back({{"name", s.name}, {"version", std::to_string(s.version)}, {"state", "READY"}});
-         send_json(res, models);
-       })},
-      {{"POST"}, "/v2/repository/models/([A-Za-z0-9_.-]+)/load", admin([this](Req req, Res res) {
-         repository_.load(req.matches[1]);
-         send_json(res, json::object());
-       })},
-      {{"POST"}, "/v2/repository/models/([A-Za-z0-9_.-]+)/unload", admin([this](Req req, Res res) {
-         repository_.unload(req.matches[1]);
-         send_json(res, json::object());
-       })},
+      {{"POST", "PUT"}, "/predictions/([A-Za-z0-9_.-]+)(?:/([0-9]+))?", &HttpServer::predictions},
+      {{"POST"}, "/v2/repository/index", &HttpServer::repository_index},
+      {{"POST"}, "/v2/repository/models/([A-Za-z0-9_.-]+)/load", &HttpServer::repository_load},
+      {{"POST"}, "/v2/repository/models/([A-Za-z0-9_.-]+)/unload", &HttpServer::repository_unload},
   };
 
   using Register = httplib::Server& (httplib::Server::*)(const std::string&, httplib::Server::Handler);
   const std::vector<std::pair<std::string, Register>> methods = {
       {"GET", &httplib::Server::Get},     {"POST", &httplib::Server::Post},   {"PUT", &httplib::Server::Put},
       {"DELETE", &httplib::Server::Delete}, {"PATCH", &httplib::Server::Patch}};
-  const httplib::Server::Handler wrong_method = [](Req req, Res res) {
-    send_error(res, 405, "method " + req.method + " not allowed on " + req.path);
-  };
   // httplib tries a method's patterns in order of registration: the real handlers first, so a
   // request matches no 405 pattern on its way to its own.
   for (const bool serving : {true, false})
     for (const auto& r : routes)
       for (const auto& [method, add] : methods)
-        if (serving == (std::find(r.methods.begin(), r.methods.end(), method) != r.methods.end()))
-          (http_.get()->*add)(r.pattern, serving ? r.handler : wrong_method);
+        if (serving == (std::find(r.methods.begin(), r.methods.end(), method) != r.methods.end())) {
+          const Handler handler = serving ? r.handler : &HttpServer::wrong_method;
+          (http_.get()->*add)(r.pattern, [this, handler](Req req, Res res) { (this->*handler)(req, res); });
+        }
+}
+
+std::shared_ptr<ModelRunner> HttpServer::runner_for(Req req) const {
+  const std::string name = req.matches[1];
+  if (name.size() > kMaxModelNameLength)
+    throw NotFound("no model with a name that long (" + std::to_string(name.size()) + " characters)");
+  int64_t version = 0;  // 0 = newest
+  if (req.matches.size() > 2 && req.matches[2].length() > 0) {
+    const std::string v = req.matches[2];
+    // Versions are positive: /versions/0 is not "the newest" (that is the path without a version).
+    if (v.size() > 9 || std::stoll(v) < 1) throw NotFound("model '" + name + "' has no version " + v);
+    version = std::stoll(v);
+  }
+  return repository_.get(name, version);
+}
+
+void HttpServer::require_admin(Req req, Res res) const {
+  if (options_.admin_token.empty())
+    throw HttpError(403, "model control is disabled; start maas-serve with server.admin_token set");
+  const std::string auth = req.get_header_value("Authorization");
+  if (auth.rfind("Bearer ", 0) != 0 || !same_secret(auth.substr(7), options_.admin_token)) {
+    res.set_header("WWW-Authenticate", "Bearer");
+    throw HttpError(401, "missing or wrong admin token (Authorization: Bearer TOKEN)");
+  }
+}
+
+void HttpServer::page(Req, Res res) { res.set_content(kWebPage, "text/html; charset=utf-8"); }
+
+void HttpServer::metrics(Req, Res res) {
+  guarded(res, [&] {
+    std::map<std::string, int64_t> queued;  // per model, all versions together
+    for (const auto& s : repository_.index()) {
+      try {
+        queued[s.name] += repository_.get(s.name, s.version)->queued_images();
+      } catch (const NotFound&) {
+        // unloaded since index(): nothing to report
+      }
+    }
+    for (const auto& [name, images] : queued) metrics_.set_queue_depth(name, images);
+    res.set_content(metrics_.scrape(), "text/plain; version=0.0.4");
+  });
+}
+
+void HttpServer::live(Req, Res res) { send_json(res, {{"live", true}}); }
+
+void HttpServer::ready(Req, Res res) { send_json(res, {{"ready", ready_.load()}}, ready_ ? 200 : 503); }
+
+// TorchServe's health check.
+void HttpServer::ping(Req, Res res) {
+  send_json(res, {{"status", ready_ ? "Healthy" : "Unhealthy"}}, ready_ ? 200 : 503);
+}
+
+void HttpServer::server_metadata(Req, Res res) {
+  send_json(res, {{"name", "maas"},
+                  {"version", MAAS_VERSION},
+                  {"extensions", {"classification", "binary_tensor_data", "model_repository", "statistics"}}});
+}
+
+void HttpServer::list_models(Req, Res res) {
+  json models = json::array();
+  for (const auto& s : repository_.index()) models.push_back({{"name", s.name}, {"version", std::to_string(s.version)}});
+  send_json(res, {{"models", models}});
+}
+
+void HttpServer::model_metadata(Req req, Res res) {
+  guarded(res, [&] {
+    const auto runner = runner_for(req);
+    std::vector<int64_t> versions;
+    for (const auto& s : repository_.index())
+      if (s.name == runner->name()) versions.push_back(s.version);
+    res.set_content(write_model_metadata(runner->name(), versions, runner->info()), "application/json");
+  });
+}
+
+void HttpServer::model_ready(Req req, Res res) {
+  guarded(res, [&] {
+    const auto runner = runner_for(req);
+    send_json(res, {{"name", runner->name()}, {"ready", ready_.load()}}, ready_ ? 200 : 503);
+  });
+}
+
+void HttpServer::model_config(Req req, Res res) {
+  guarded(res, [&] {
+    const auto runner = runner_for(req);
+    res.set_content(write_model_config(runner->name(), runner->info(), runner->options(), runner->instances(),
+                                       runner->threads_per_instance()),
+                    "application/json");
+  });
+}
+
+void HttpServer::all_model_stats(Req, Res res) {
+  guarded(res, [&] {
+    std::vector<VersionStats> all;
+    for (const auto& s : repository_.index()) {
+      try {
+        all.push_back({s.name, s.version, repository_.get(s.name, s.version)->stats()});
+      } catch (const NotFound&) {
+        // unloaded since index()
+      }
+    }
+    res.set_content(write_statistics(all), "application/json");
+  });
+}
+
+void HttpServer::model_stats(Req req, Res res) {
+  guarded(res, [&] {
+    const auto runner = runner_for(req);
+    res.set_content(write_statistics({{runner->name(), runner->version(), runner->stats()}}), "application/json");
+  });
+}
+
+void HttpServer::infer(Req req, Res res) {
+  std::string name = "(unknown)";  // unknown names must not create label series
+  guarded(res, [&] {
+    const auto runner = runner_for(req);
+    name = runner->name();
+    ModelRunner::Arrival arrival(*runner);
+    std::optional<size_t> json_length;
+    if (req.has_header("Inference-Header-Content-Length")) {
+      const std::string v = req.get_header_value("Inference-Header-Content-Length");
+      if (v.empty() || v.size() > 12 || v.find_first_not_of("0123456789") != std::string::npos)
+        throw std::invalid_argument("Inference-Header-Content-Length must be a byte count");
+      json_length = std::stoull(v);
+    }
+    const InferRequest request = parse_infer_request(http_->request_body(req), json_length);
+    InferTiming timing;
+    const auto logits = runner->infer(request.images, &timing, &arrival);
+    metrics_.observe_inference(runner->name(), timing);
+    const InferResponse response =
+        write_infer_response(request, runner->name(), runner->version(), logits, runner->info().classes);
+    if (response.json_length) {
+      res.set_header("Inference-Header-Content-Length", std::to_string(*response.json_length));
+      res.set_content(response.body, "application/octet-stream");
+    } else {
+      res.set_content(response.body, "application/json");
+    }
+  });
+  metrics_.observe_request(name, res.status, std::chrono::duration<double>(Clock::now() - request_started).count());
+}
+
+void HttpServer::predictions(Req req, Res res) {
+  std::string name = "(unknown)";
+  guarded(res, [&] {
+    const auto runner = runner_for(req);
+    name = runner->name();
+    ModelRunner::Arrival arrival(*runner);
+    std::string field;  // the image of a multipart upload; a raw body is used where it lies
+    if (req.is_multipart_form_data()) {
+      if (req.has_file("data")) field = req.get_file_value("data").content;
+      else if (req.has_file("file")) field = req.get_file_value("file").content;
+      else throw std::invalid_argument("multipart upload needs a field named 'data' or 'file'");
+    }
+    const std::string body = req.is_multipart_form_data() ? std::string() : http_->request_body(req);
+    const std::string& bytes = req.is_multipart_form_data() ? field : body;
+    if (bytes.empty()) throw std::invalid_argument("empty body: send the image bytes (curl -T image.jpg URL)");
+    const int64_t k = req.has_param("topk") ? positive_integer("topk", req.get_param_value("topk"), 1 << 20) : 5;
+    const auto& info = runner->info();
+    const auto images = decode_image(bytes, info.channels, info.height, info.width, options_.max_image_pixels);
+    InferTiming timing;
+    const auto logits = runner->infer(images, &timing, &arrival);
+    metrics_.observe_inference(runner->name(), timing);
+    res.set_content(write_topk_json(logits, info.classes, k), "application/json");
+  });
+  metrics_.observe_request(name, res.status, std::chrono::duration<double>(Clock::now() - request_started).count());
+}
+
+void HttpServer::repository_index(Req req, Res res) {
+  guarded(res, [&] {
+    require_admin(req, res);
+    json models = json::array();
+    for (const auto& s : repository_.index())
+      models.push_back({{"name", s.name}, {"version", std::to_string(s.version)}, {"state", "READY"}});
+    send_json(res, models);
+  });
+}
+
+void HttpServer::repository_load(Req req, Res res) {
+  guarded(res, [&] {
+    require_admin(req, res);
+    if (req.matches[1].length() > static_cast<std::ptrdiff_t>(kMaxModelNameLength))
+      throw std::invalid_argument("model names are at most 255 characters");
+    repository_.load(req.matches[1]);
+    send_json(res, json::object());
+  });
+}
+
+void HttpServer::repository_unload(Req req, Res res) {
+  guarded(res, [&] {
+    require_admin(req, res);
+    repository_.unload(req.matches[1]);
+    send_json(res, json::object());
+  });
+}
+
+void HttpServer::wrong_method(Req req, Res res) {
+  send_error(res, 405, "method " + req.method + " not allowed on " + req.path);
 }
 
 int HttpServer::bind() {
@@ -362,6 +446,7 @@ void HttpServer::stop() {
   stopping_ = true;
   ready_ = false;
   repository_.stop_accepting();
+  http_->begin_shutdown();
   // httplib's stop() does nothing before its accept loop runs: if listen() is on its way there,
   // wait until it runs (or listen() gave up).
   while (listening_ && !http_->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -369,5 +454,9 @@ void HttpServer::stop() {
 }
 
 bool HttpServer::running() const { return http_->is_running(); }
+
+int64_t HttpServer::open_connections() const { return http_->open_connections(); }
+
+int64_t HttpServer::inflight_body_bytes() const { return http_->inflight_body_bytes(); }
 
 }  // namespace maas

@@ -1,6 +1,6 @@
 // maas-serve's HTTP layer: KServe v2 REST, TorchServe-style image upload, metrics, model
-// control and the web page, on cpp-httplib. Parses and validates requests into plain structs
-// (protocol.h) before any model is touched.
+// control and the web page. Parses and validates requests into plain structs (protocol.h) before
+// any model is touched; connections run through HttpTransport (deadlines, limits, connection cap).
 #pragma once
 
 #include <atomic>
@@ -12,10 +12,13 @@
 #include "serve_options.h"
 
 namespace httplib {
-class Server;
-}
+struct Request;
+struct Response;
+}  // namespace httplib
 
 namespace maas {
+
+class HttpTransport;
 
 class HttpServer {
  public:
@@ -30,20 +33,53 @@ class HttpServer {
   // Serves until stop(); blocks. Call after bind(). Throws std::runtime_error if accepting
   // connections fails for another reason.
   void listen();
-  // Readiness off, new inference refused (503), in-flight requests finish, then listen() returns
-  // (or, called before listen(), makes it return at once). Callable from any thread.
+  // Readiness off, new inference refused (503), idle and still-arriving requests cut, requests
+  // being handled finish, then listen() returns (or, called before listen(), makes it return at
+  // once). Callable from any thread. It does not wait for a request that never finishes: the
+  // caller bounds the drain (maas-serve: server.drain_seconds).
   void stop();
   bool running() const;
+  int64_t open_connections() const;
+  int64_t inflight_body_bytes() const;  // declared or received request bodies, all connections
 
   // /v2/health/ready reports this (set after models are loaded and warmed up).
   void set_ready(bool ready) { ready_ = ready; }
 
  private:
+  using Req = const httplib::Request&;
+  using Res = httplib::Response&;
+  using Handler = void (HttpServer::*)(Req, Res);
   void add_routes();
+
+  // Route handlers, one per endpoint (the table in add_routes() lists them).
+  void page(Req, Res);
+  void metrics(Req, Res);
+  void live(Req, Res);
+  void ready(Req, Res);
+  void ping(Req, Res);
+  void server_metadata(Req, Res);
+  void list_models(Req, Res);
+  void model_metadata(Req, Res);
+  void model_ready(Req, Res);
+  void model_config(Req, Res);
+  void all_model_stats(Req, Res);
+  void model_stats(Req, Res);
+  void infer(Req, Res);
+  void predictions(Req, Res);
+  void repository_index(Req, Res);
+  void repository_load(Req, Res);
+  void repository_unload(Req, Res);
+  void wrong_method(Req, Res);
+
+  // The runner of the model (and version) the request's path names; throws NotFound.
+  std::shared_ptr<ModelRunner> runner_for(Req req) const;
+  // Refuses model control without the admin token (403 when disabled, 401 when wrong).
+  void require_admin(Req req, Res res) const;
+
   const ServeOptions options_;
   ModelRepository& repository_;
   ServeMetrics metrics_;
-  std::unique_ptr<httplib::Server> http_;
+  std::unique_ptr<HttpTransport> http_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> stopping_{false};
   std::atomic<bool> listening_{false};  // inside listen()

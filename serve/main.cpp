@@ -3,8 +3,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <cerrno>
 #include <csignal>
+#include <sys/resource.h>
 #include <cstdlib>
+#include <algorithm>
 #include <functional>
 #include <iostream>
 #include <thread>
@@ -14,19 +17,43 @@
 
 namespace {
 
-// Runs on_signal(sig) on its own thread for the first SIGINT or SIGTERM; they are blocked in every
-// thread started after construction, so only this one sees them. The destructor wakes the thread
-// (SIGUSR1) and joins it, so it never outlives what on_signal uses. Construct before other threads.
+// Watches SIGINT and SIGTERM on its own thread; they are blocked in every thread started after
+// construction, so only this one sees them. The first runs on_first(sig) and starts the drain
+// clock: if the process is still running `drain` later, it exits 1 naming the deadline. A second
+// signal exits at once (128 + signal), as users expect of a second Ctrl-C. The destructor wakes
+// the thread (SIGUSR1) and joins it, so it never outlives what on_first uses. Construct before
+// other threads.
 class SignalWatcher {
  public:
-  explicit SignalWatcher(std::function<void(int)> on_signal) {
+  SignalWatcher(std::function<void(int)> on_first, std::chrono::duration<double> drain) {
     sigemptyset(&signals_);
     for (int s : {SIGINT, SIGTERM, SIGUSR1}) sigaddset(&signals_, s);
     pthread_sigmask(SIG_BLOCK, &signals_, nullptr);
-    thread_ = std::thread([this, on_signal = std::move(on_signal)] {
+    thread_ = std::thread([this, on_first = std::move(on_first), drain] {
       int sig = 0;
       sigwait(&signals_, &sig);
-      if (sig != SIGUSR1) on_signal(sig);
+      if (sig == SIGUSR1) return;
+      on_first(sig);
+      const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(drain).count();
+      timespec timeout{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+      const auto deadline = std::chrono::steady_clock::now() + drain;
+      while (true) {
+        const int second = sigtimedwait(&signals_, nullptr, &timeout);
+        if (second == SIGUSR1) return;  // main is done
+        if (second == SIGINT || second == SIGTERM) {
+          std::cerr << "maas-serve: second signal " << second << ", exiting now\n";
+          std::_Exit(128 + second);
+        }
+        if (second < 0 && errno == EAGAIN) {
+          std::cerr << "maas-serve: requests still in flight after server.drain_seconds ("
+                    << std::chrono::duration<double>(drain).count() << " s), exiting\n";
+          std::_Exit(1);
+        }
+        // EINTR: wait for the rest of the deadline
+        const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - std::chrono::steady_clock::now()).count();
+        timeout = {static_cast<time_t>(std::max<int64_t>(0, left) / 1'000'000'000),
+                   static_cast<long>(std::max<int64_t>(0, left) % 1'000'000'000)};
+      }
     });
   }
   ~SignalWatcher() {
@@ -40,6 +67,22 @@ class SignalWatcher {
   sigset_t signals_;
   std::thread thread_;
 };
+
+// One thread and one descriptor per connection: the default soft limit of 1024 descriptors
+// would refuse connections (EMFILE) long before server.max_connections. Raises it as far as the
+// hard limit allows and warns when that is below what the setting needs.
+void raise_descriptor_limit(int64_t max_connections) {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  const rlim_t wanted = static_cast<rlim_t>(max_connections) + 256;  // models, logs, the listener
+  if (limit.rlim_cur < wanted) {
+    limit.rlim_cur = std::min(wanted, limit.rlim_max);
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+  if (limit.rlim_cur < wanted)
+    std::cerr << "maas-serve: warning: the open-file limit (" << limit.rlim_cur << ") is below server.max_connections + 256;"
+              << " raise it (ulimit -n) or lower server.max_connections\n";
+}
 
 }  // namespace
 
@@ -69,20 +112,24 @@ int main(int argc, char** argv) {
       if (f.find('=') == std::string::npos || f.find('=') == 0)
         throw maas::UsageError("--model takes NAME=FILE, got '" + f + "'");
 
+    raise_descriptor_limit(serve.max_connections);
     maas::ModelRepository repository(serve.models_dir, serve.batching);
     maas::HttpServer server(serve, repository);
     // Bound before loading: a taken port fails at once, and clients that connect while models
     // load wait in the backlog and are answered once the server is ready.
     const int port = server.bind();
     std::atomic<bool> loaded{false};
-    const SignalWatcher watcher([&](int sig) {
-      if (!loaded) {  // nothing served yet, nothing to finish
-        std::cerr << "maas-serve: signal " << sig << " while loading models, exiting\n";
-        std::_Exit(128 + sig);
-      }
-      std::cerr << "maas-serve: signal " << sig << ", finishing in-flight requests\n";
-      server.stop();
-    });
+    const SignalWatcher watcher(
+        [&](int sig) {
+          if (!loaded) {  // nothing served yet, nothing to finish
+            std::cerr << "maas-serve: signal " << sig << " while loading models, exiting\n";
+            std::_Exit(128 + sig);
+          }
+          std::cerr << "maas-serve: signal " << sig << ", finishing in-flight requests (at most "
+                    << serve.drain_seconds << " s; a second signal exits at once)\n";
+          server.stop();
+        },
+        std::chrono::duration<double>(serve.drain_seconds));
     repository.load_all();
     for (const auto& f : files) repository.add_file(f.substr(0, f.find('=')), f.substr(f.find('=') + 1));
     loaded = true;

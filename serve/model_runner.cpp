@@ -50,6 +50,11 @@ int64_t ModelRunner::queued_images() const {
   return queued_images_;
 }
 
+RunnerStats ModelRunner::stats() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return stats_;
+}
+
 ModelRunner::Arrival::Arrival(ModelRunner& runner) : runner_(runner) {
   std::lock_guard<std::mutex> lock(runner_.mutex_);
   ++runner_.arriving_;
@@ -78,6 +83,10 @@ torch::Tensor ModelRunner::infer(const torch::Tensor& images, InferTiming* timin
                                 std::to_string(info_.width) + "] with N >= 1");
   if (images.scalar_type() != torch::kUInt8 && images.scalar_type() != torch::kFloat32)
     throw std::invalid_argument("images must be uint8 or float32");
+  if (images.size(0) > options_.max_batch_size)
+    throw std::invalid_argument("a request of " + std::to_string(images.size(0)) + " images exceeds model '" + name_ +
+                                "''s batching.max_batch_size (" + std::to_string(options_.max_batch_size) +
+                                "): send at most that many per request");
   std::future<torch::Tensor> result;
   bool wake_idle = false, batch_ready = false;
   {
@@ -137,23 +146,59 @@ void ModelRunner::worker_loop() {
 }
 
 void ModelRunner::run_batch(std::vector<Request>& batch) {
+  const auto ns = [](Clock::duration d) {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
+  };
   const auto start = Clock::now();
+  Clock::time_point inferred = start, done = start;
+  int64_t images = 0;
+  for (const auto& r : batch) images += r.images.size(0);
+  bool ok = false;
   try {
     std::vector<torch::Tensor> parts;
     const bool all_uint8 = std::all_of(batch.begin(), batch.end(),
                                        [](const Request& r) { return r.images.scalar_type() == torch::kUInt8; });
     for (auto& r : batch) parts.push_back(all_uint8 ? r.images : r.images.to(torch::kFloat32));
-    const auto logits = module_.forward({parts.size() == 1 ? parts[0] : torch::cat(parts)}).toTensor();
-    const double compute_us = std::chrono::duration<double, std::micro>(Clock::now() - start).count();
+    const auto input = parts.size() == 1 ? parts[0] : torch::cat(parts);
+    const auto gathered = Clock::now();
+    const auto logits = module_.forward({input}).toTensor();
+    inferred = Clock::now();
+    const double compute_us = std::chrono::duration<double, std::micro>(inferred - start).count();
+    std::vector<torch::Tensor> rows;
     int64_t row = 0;
     for (auto& r : batch) {
-      const int64_t n = r.images.size(0);
+      rows.push_back(logits.slice(0, row, row + r.images.size(0)).clone());
+      row += r.images.size(0);
+    }
+    done = Clock::now();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto& b = stats_.batches[images];
+      const uint64_t input_ns = ns(gathered - start), infer_ns = ns(inferred - gathered), output_ns = ns(done - inferred);
+      b.compute_input.count++, b.compute_input.ns += input_ns;
+      b.compute_infer.count++, b.compute_infer.ns += infer_ns;
+      b.compute_output.count++, b.compute_output.ns += output_ns;
+      stats_.execution_count++;
+      stats_.inference_count += static_cast<uint64_t>(images);
+      stats_.last_inference_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count();
+      for (const auto& r : batch) {
+        stats_.success.count++, stats_.success.ns += ns(done - r.enqueued);
+        stats_.queue.count++, stats_.queue.ns += ns(start - r.enqueued);
+        stats_.compute_input.count++, stats_.compute_input.ns += input_ns;
+        stats_.compute_infer.count++, stats_.compute_infer.ns += infer_ns;
+        stats_.compute_output.count++, stats_.compute_output.ns += output_ns;
+      }
+    }
+    for (size_t i = 0; i < batch.size(); ++i) {
+      auto& r = batch[i];
       if (r.timing)
         *r.timing = {std::chrono::duration<double, std::micro>(start - r.enqueued).count(), compute_us,
                      logits.size(0)};
-      r.result.set_value(logits.slice(0, row, row + n).clone());
-      row += n;
+      r.result.set_value(std::move(rows[i]));
     }
+    ok = true;
   } catch (...) {
     for (auto& r : batch) {
       try {
@@ -162,6 +207,11 @@ void ModelRunner::run_batch(std::vector<Request>& batch) {
         // this request already had its answer
       }
     }
+  }
+  if (!ok) {
+    const auto failed = Clock::now();
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& r : batch) stats_.fail.count++, stats_.fail.ns += ns(failed - r.enqueued);
   }
 }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <deque>
 #include <future>
+#include <map>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -40,6 +41,25 @@ struct InferTiming {
   int64_t batch_images = 0;
 };
 
+// A count of events and their summed duration.
+struct DurationStat {
+  uint64_t count = 0;
+  uint64_t ns = 0;
+};
+struct BatchSizeStats {
+  DurationStat compute_input, compute_infer, compute_output;  // per forward pass of this size
+};
+// Cumulative statistics of one runner, in the terms of Triton's statistics extension.
+struct RunnerStats {
+  uint64_t inference_count = 0;   // images inferred
+  uint64_t execution_count = 0;   // forward passes (batches)
+  int64_t last_inference_ms = 0;  // wall clock (ms since the epoch) of the last finished batch; 0 = none
+  // Per request: success/fail from queueing to answer; queue until its batch starts; compute_*
+  // of the batch it ran in (input: gathering the batch, infer: forward, output: its rows).
+  DurationStat success, fail, queue, compute_input, compute_infer, compute_output;
+  std::map<int64_t, BatchSizeStats> batches;  // by batch size in images
+};
+
 // Owns one artifact (optimized for inference at construction) and its worker threads.
 // Thread-safe: infer() may be called from any number of threads.
 class ModelRunner {
@@ -71,8 +91,9 @@ class ModelRunner {
 
   // Runs images (uint8 or float32 [N, C, H, W] matching the model) and returns float32 logits
   // [N, classes]. Blocks until done; fills `timing` if given; consumes `arrival` (if given) as the
-  // request enters the queue. Throws std::invalid_argument for a wrong shape or dtype,
-  // Unavailable when the queue is full or the runner stops.
+  // request enters the queue. Throws std::invalid_argument for a wrong shape or dtype and for
+  // N > max_batch_size (a request never fits: like Triton, refused rather than retried),
+  // Unavailable when the queue is full or the runner stops (retry later).
   torch::Tensor infer(const torch::Tensor& images, InferTiming* timing = nullptr, Arrival* arrival = nullptr);
 
   // Stops accepting requests; queued ones still finish.
@@ -83,6 +104,7 @@ class ModelRunner {
   const ArtifactInfo& info() const { return info_; }
   const BatchingOptions& options() const { return options_; }
   int64_t queued_images() const;
+  RunnerStats stats() const;
   int64_t instances() const { return static_cast<int64_t>(workers_.size()); }
   int64_t threads_per_instance() const { return threads_per_instance_; }  // LibTorch threads of each worker
 
@@ -114,6 +136,7 @@ class ModelRunner {
   bool accepting_ = true;
   bool stopping_ = false;
   std::vector<std::thread> workers_;
+  RunnerStats stats_;  // guarded by mutex_
 };
 
 }  // namespace maas

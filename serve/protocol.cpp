@@ -13,6 +13,14 @@ using nlohmann::json;
 
 void bad(const std::string& message) { throw std::invalid_argument(message); }
 
+// Bounds on the JSON tree of a request, beside the pixel data (which goes into a vector): a
+// request needs a few dozen values and depth 7 (with [N][C][H][W] nested pixel arrays).
+constexpr int kMaxJsonDepth = 16;
+constexpr int64_t kMaxJsonValues = 10000;
+
+// Client strings (ids) are echoed: invalid UTF-8 is replaced, never thrown on.
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 // Parses the JSON header, taking the numbers of inputs[*].data (flat or nested) straight into
 // `data` instead of the tree, where they would cost a json value each: parsing JSON pixels
 // then takes about two thirds of the time. The tree keeps an empty "data" array in their place.
@@ -20,8 +28,12 @@ json parse_header(const std::string& body, size_t header_size, std::vector<doubl
   std::string section;  // the top-level key being parsed ("inputs", "outputs", ...)
   int data_arrays = -1;   // open arrays inside an input's "data"; -1 = not in one
   bool data_next = false;  // the next value is an input's "data"
+  int64_t kept = 0;        // values kept in the tree (pixels excluded): bounded, so is its memory
   auto callback = [&](int depth, json::parse_event_t event, json& parsed) {
     using Event = json::parse_event_t;
+    if (depth > kMaxJsonDepth) bad("request JSON nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+    if (data_arrays < 0 && !data_next && ++kept > kMaxJsonValues)
+      bad("request JSON has more than " + std::to_string(kMaxJsonValues) + " values outside input 'data'");
     if (event == Event::key) {
       if (depth == 1) section = parsed.get<std::string>();
       data_next = depth == 3 && section == "inputs" && parsed == "data";
@@ -117,6 +129,12 @@ InferRequest parse_infer_request(const std::string& body, std::optional<size_t> 
           std::to_string(expected));
     request.images = torch::empty(shape, dtype);
     std::memcpy(request.images.data_ptr(), body.data() + header_size, expected);
+    if (dtype == torch::kFloat32) {  // the JSON path checks the same: NaN or 1e30 is no pixel
+      const float* v = request.images.data_ptr<float>();
+      for (int64_t i = 0; i < count; ++i)
+        if (!(v[i] >= 0.0f && v[i] <= 255.0f))
+          bad("FP32 pixel values must be in 0..255 (element " + std::to_string(i) + " is " + std::to_string(v[i]) + ")");
+    }
   } else {
     if (!input.contains("data")) bad("input has no 'data' (or binary_data_size)");
     if (body.size() != header_size) bad("binary data sent but the input has no binary_data_size parameter");
@@ -128,13 +146,25 @@ InferRequest parse_infer_request(const std::string& body, std::optional<size_t> 
     request.images = torch::tensor(values, torch::kFloat64).to(dtype).view(shape);
   }
 
+  if (j.contains("parameters")) {
+    const json& p = j["parameters"];
+    if (!p.is_object()) bad("request 'parameters' must be an object");
+    if (p.contains("binary_data_output")) {
+      if (!p["binary_data_output"].is_boolean()) bad("'binary_data_output' must be true or false");
+      request.binary_data_output = p["binary_data_output"].get<bool>();
+    }
+  }
   if (j.contains("outputs")) {
     if (!j["outputs"].is_array()) bad("'outputs' must be a list");
+    if (j["outputs"].size() > 2) bad("'outputs' lists at most the two outputs, logits and probabilities");
     for (const auto& o : j["outputs"]) {
       if (!o.is_object() || !o.contains("name") || !o["name"].is_string()) bad("each output needs a 'name'");
       OutputSpec spec{o["name"].get<std::string>()};
+      spec.binary = request.binary_data_output;
       if (spec.name != "logits" && spec.name != "probabilities")
         bad("unknown output '" + spec.name + "' (outputs: logits, probabilities)");
+      for (const auto& earlier : request.outputs)
+        if (earlier.name == spec.name) bad("output '" + spec.name + "' is requested twice");
       if (o.contains("parameters")) {
         const json& p = o["parameters"];
         if (!p.is_object()) bad("output 'parameters' must be an object");
@@ -157,43 +187,128 @@ InferRequest parse_infer_request(const std::string& body, std::optional<size_t> 
 InferResponse write_infer_response(const InferRequest& request, const std::string& model, int64_t version,
                                    const torch::Tensor& logits, const std::vector<std::string>& classes) {
   std::vector<OutputSpec> outputs = request.outputs;
-  if (outputs.empty()) outputs = {{"logits"}, {"probabilities"}};
+  if (outputs.empty()) {
+    outputs = {{"logits"}, {"probabilities"}};
+    for (auto& o : outputs) o.binary = request.binary_data_output;
+  }
   json response = {{"model_name", model}, {"model_version", std::to_string(version)}, {"outputs", json::array()}};
   if (request.id) response["id"] = *request.id;
   std::string binary;
   for (const auto& spec : outputs) {
     const torch::Tensor values = spec.name == "logits" ? logits : torch::softmax(logits, 1);
+    json output;
     if (spec.classification > 0) {
       const int64_t k = std::min<int64_t>(spec.classification, logits.size(1));
       const auto top = values.topk(k, 1);
       const auto scores = std::get<0>(top).accessor<float, 2>();
       const auto indices = std::get<1>(top).accessor<int64_t, 2>();
-      json strings = json::array();
+      std::vector<std::string> strings;
       for (int64_t i = 0; i < logits.size(0); ++i)
         for (int64_t j = 0; j < k; ++j)
           strings.push_back(std::to_string(scores[i][j]) + ":" + std::to_string(indices[i][j]) + ":" +
                             classes.at(static_cast<size_t>(indices[i][j])));
-      response["outputs"].push_back(
-          {{"name", spec.name}, {"datatype", "BYTES"}, {"shape", {logits.size(0), k}}, {"data", strings}});
+      output = {{"name", spec.name}, {"datatype", "BYTES"}, {"shape", {logits.size(0), k}}};
+      if (spec.binary) {
+        // The binary extension's BYTES layout: each element a 4-byte little-endian length, then it.
+        const size_t before = binary.size();
+        for (const auto& text : strings) {
+          const auto n = static_cast<uint32_t>(text.size());
+          const char length[4] = {static_cast<char>(n & 0xff), static_cast<char>((n >> 8) & 0xff),
+                                  static_cast<char>((n >> 16) & 0xff), static_cast<char>((n >> 24) & 0xff)};
+          binary.append(length, 4);
+          binary += text;
+        }
+        output["parameters"] = {{"binary_data_size", binary.size() - before}};
+      } else {
+        output["data"] = strings;
+      }
     } else if (spec.binary) {
       const auto flat = values.contiguous();
       const size_t bytes = static_cast<size_t>(flat.numel()) * sizeof(float);
       binary.append(static_cast<const char*>(flat.data_ptr()), bytes);
-      response["outputs"].push_back({{"name", spec.name},
-                                     {"datatype", "FP32"},
-                                     {"shape", values.sizes().vec()},
-                                     {"parameters", {{"binary_data_size", bytes}}}});
+      output = {{"name", spec.name},
+                {"datatype", "FP32"},
+                {"shape", values.sizes().vec()},
+                {"parameters", {{"binary_data_size", bytes}}}};
     } else {
-      response["outputs"].push_back(output_tensor(spec.name, values));
+      output = output_tensor(spec.name, values);
     }
+    response["outputs"].push_back(std::move(output));
   }
   InferResponse out;
-  out.body = response.dump();
+  out.body = dump(response);
   if (!binary.empty()) {
     out.json_length = out.body.size();
     out.body += binary;
   }
   return out;
+}
+
+std::string write_model_metadata(const std::string& name, const std::vector<int64_t>& versions,
+                                 const ArtifactInfo& info) {
+  json version_names = json::array();
+  for (const int64_t v : versions) version_names.push_back(std::to_string(v));
+  const int64_t classes = static_cast<int64_t>(info.classes.size());
+  return dump({{"name", name},
+               {"versions", version_names},
+               {"platform", "pytorch_torchscript"},
+               {"inputs", {{{"name", "image"},
+                            {"datatype", "UINT8"},
+                            {"shape", {-1, info.channels, info.height, info.width}},
+                            {"parameters", {{"accepted_datatypes", {"UINT8", "FP32"}}, {"range", {0, 255}}}}}}},
+               {"outputs", {{{"name", "logits"}, {"datatype", "FP32"}, {"shape", {-1, classes}}},
+                            {{"name", "probabilities"}, {"datatype", "FP32"}, {"shape", {-1, classes}}}}},
+               {"parameters", {{"classes", info.classes}, {"model", info.model_name}}}});
+}
+
+std::string write_model_config(const std::string& name, const ArtifactInfo& info, const BatchingOptions& b,
+                               int64_t instances, int64_t threads_per_instance) {
+  const int64_t classes = static_cast<int64_t>(info.classes.size());
+  return dump({{"name", name},
+               {"platform", "pytorch_torchscript"},
+               {"max_batch_size", b.max_batch_size},
+               {"input", {{{"name", "image"}, {"data_type", "TYPE_UINT8"}, {"dims", {info.channels, info.height, info.width}}}}},
+               {"output", {{{"name", "logits"}, {"data_type", "TYPE_FP32"}, {"dims", {classes}}},
+                           {{"name", "probabilities"}, {"data_type", "TYPE_FP32"}, {"dims", {classes}}}}},
+               // max_queue_images is maas's own: the queue's capacity in images (beyond it, 503).
+               {"dynamic_batching", {{"max_queue_delay_microseconds", b.max_queue_delay_us},
+                                     {"max_queue_images", b.max_queue_images}}},
+               // threads_per_instance is maas's own: LibTorch intra-op threads of each instance.
+               {"instance_group", {{{"count", instances},
+                                    {"kind", "KIND_CPU"},
+                                    {"threads_per_instance", threads_per_instance}}}}});
+}
+
+namespace {
+json duration(const DurationStat& d) { return {{"count", d.count}, {"ns", d.ns}}; }
+}  // namespace
+
+std::string write_statistics(const std::vector<VersionStats>& models) {
+  json list = json::array();
+  for (const auto& m : models) {
+    const RunnerStats& s = m.stats;
+    json batches = json::array();
+    for (const auto& [size, b] : s.batches)
+      batches.push_back({{"batch_size", size},
+                         {"compute_input", duration(b.compute_input)},
+                         {"compute_infer", duration(b.compute_infer)},
+                         {"compute_output", duration(b.compute_output)}});
+    list.push_back({{"name", m.name},
+                    {"version", std::to_string(m.version)},
+                    {"last_inference", s.last_inference_ms},
+                    {"inference_count", s.inference_count},
+                    {"execution_count", s.execution_count},
+                    {"inference_stats", {{"success", duration(s.success)},
+                                         {"fail", duration(s.fail)},
+                                         {"queue", duration(s.queue)},
+                                         {"compute_input", duration(s.compute_input)},
+                                         {"compute_infer", duration(s.compute_infer)},
+                                         {"compute_output", duration(s.compute_output)},
+                                         {"cache_hit", duration({})},
+                                         {"cache_miss", duration({})}}},
+                    {"batch_stats", batches}});
+  }
+  return dump({{"model_stats", list}});
 }
 
 std::string write_topk_json(const torch::Tensor& logits, const std::vector<std::string>& classes, int64_t k) {
@@ -202,7 +317,7 @@ std::string write_topk_json(const torch::Tensor& logits, const std::vector<std::
   nlohmann::ordered_json out = nlohmann::ordered_json::object();  // most probable first
   for (int64_t i = 0; i < std::get<0>(top).size(0); ++i)
     out[classes.at(static_cast<size_t>(std::get<1>(top)[i].item<int64_t>()))] = std::get<0>(top)[i].item<float>();
-  return out.dump();
+  return out.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
 }  // namespace maas

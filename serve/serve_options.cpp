@@ -7,14 +7,33 @@ std::vector<ConfigField> fields_of(ServeOptions& o) {
   auto at_least = [](const int64_t* v, int64_t min) {
     return [v, min]() -> std::string { return *v >= min ? "" : "must be >= " + std::to_string(min); };
   };
+  auto in_range = [](const int64_t* v, int64_t min, int64_t max) {
+    return [v, min, max]() -> std::string {
+      return *v >= min && *v <= max ? "" : "must be in " + std::to_string(min) + ".." + std::to_string(max);
+    };
+  };
+  // Seconds: positive, and at most a day (beyond, a typo more likely than an intent).
+  auto seconds = [](const double* v) {
+    return [v]() -> std::string { return *v > 0 && *v <= 86400 ? "" : "must be in (0, 86400] seconds"; };
+  };
   auto any = [] { return std::string(); };
   return {
       {"server.host", &o.host, [&o]() -> std::string { return o.host.empty() ? "must not be empty" : ""; }},
       {"server.port", &o.port,
        [&o]() -> std::string { return o.port >= 0 && o.port <= 65535 ? "" : "must be in 0..65535"; }},
       {"server.models_dir", &o.models_dir, any},
-      {"server.max_body_bytes", &o.max_body_bytes, at_least(&o.max_body_bytes, 1024)},
-      {"server.http_threads", &o.http_threads, at_least(&o.http_threads, 2)},
+      {"server.max_body_bytes", &o.max_body_bytes, in_range(&o.max_body_bytes, 1024, int64_t{1} << 34)},
+      {"server.max_header_bytes", &o.max_header_bytes, in_range(&o.max_header_bytes, 1024, int64_t{1} << 24)},
+      {"server.max_inflight_body_bytes", &o.max_inflight_body_bytes,
+       [&o]() -> std::string {
+         return o.max_inflight_body_bytes >= o.max_body_bytes ? "" : "must be >= server.max_body_bytes";
+       }},
+      {"server.max_connections", &o.max_connections, in_range(&o.max_connections, 2, 100000)},
+      {"server.request_timeout_s", &o.request_timeout_s, seconds(&o.request_timeout_s)},
+      {"server.idle_timeout_s", &o.idle_timeout_s, seconds(&o.idle_timeout_s)},
+      {"server.write_timeout_s", &o.write_timeout_s, seconds(&o.write_timeout_s)},
+      {"server.max_image_pixels", &o.max_image_pixels, in_range(&o.max_image_pixels, 1, int64_t{1} << 30)},
+      {"server.drain_seconds", &o.drain_seconds, seconds(&o.drain_seconds)},
       {"server.admin_token", &o.admin_token, any},
       {"server.access_log", &o.access_log, any},
       {"batching.max_batch_size", &o.batching.max_batch_size, at_least(&o.batching.max_batch_size, 1)},

@@ -13,8 +13,16 @@ struct ServeOptions {
   std::string host = "127.0.0.1";  // loopback only unless asked otherwise
   int64_t port = 8000;             // 0 = any free port
   std::string models_dir;          // repository: DIR/<name>/<version>/model.pt ("" = none)
-  int64_t max_body_bytes = 64 << 20;  // larger request bodies get 413
-  int64_t http_threads = 256;      // connections served at once; a keep-alive client holds one
+  // Connection limits (see http_transport.h for what each does at the limit).
+  int64_t max_body_bytes = 64 << 20;  // a body on the wire and after decompression; beyond: 413
+  int64_t max_header_bytes = 64 << 10;  // request line + headers; beyond: 431
+  int64_t max_inflight_body_bytes = int64_t{1} << 30;  // all bodies held at once; beyond: 503
+  int64_t max_connections = 2048;  // open connections (one thread each); beyond: 503 and close
+  double request_timeout_s = 30;   // a request's line, headers and body must arrive within this; else 408
+  double idle_timeout_s = 10;      // an idle keep-alive connection is closed after this
+  double write_timeout_s = 10;     // a client that accepts no response bytes for this long is dropped
+  int64_t max_image_pixels = 4096 * 4096;  // an uploaded image may declare at most this many pixels; else 400
+  double drain_seconds = 30;       // on SIGTERM, in-flight requests get this long; then maas-serve exits
   std::string admin_token;         // "" = model control endpoints off; else Bearer token they require
   bool access_log = false;         // one line per request on stderr
   BatchingOptions batching;        // per model (see model_runner.h)

@@ -250,7 +250,7 @@ TEST_F(HttpTest, BadRequestsGetTheRightStatusAndAJsonError) {
   expect(c.Get("/no/such/route"), 404, "no route");
   expect(c.Get("/v2/models/cifar10/infer"), 405, "not allowed");
   expect(c.Delete("/v2/models/cifar10"), 405, "not allowed");
-  expect(c.Post("/v2/models/cifar10/infer", std::string(70 << 10, ' '), "application/json"), 413, "over the limit");
+  expect(c.Post("/v2/models/cifar10/infer", std::string(70 << 10, ' '), "application/json"), 413, "max_body_bytes");
   repository_->stop_accepting();
   auto unavailable = infer(uint8_request(images));
   expect(unavailable, 503, "shutting down");
@@ -346,7 +346,9 @@ TEST_F(HttpTest, ModelControlNeedsTheTokenAndSwapsVersionsWithoutFailures) {
   write_model(repo_.file("cifar10/2/model.pt"), 2);
   auto load = c.Post("/v2/repository/models/cifar10/load", admin, "", "application/json");
   EXPECT_EQ(load->status, 200) << load->body;
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // Clients go on after the swap: wait until they have had 20 more answers (or failures).
+  const int after_swap = ok + failed + 20;
+  while (ok + failed < after_swap) std::this_thread::yield();
   done = true;
   for (auto& t : clients) t.join();
   EXPECT_EQ(failed.load(), 0);
@@ -375,7 +377,8 @@ TEST_F(HttpTest, ShutdownFinishesInFlightRequests) {
   auto pending = std::async(std::launch::async, [&] {
     return infer(uint8_request(torch::zeros({1, 3, 32, 32}, torch::kUInt8)));
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(150));  // the request is now queued
+  const auto runner = repository_->get("cifar10");
+  while (runner->queued_images() < 1) std::this_thread::yield();  // the request is now queued
   server_->stop();
   EXPECT_EQ(client().Get("/v2/health/ready").error(), httplib::Error::Connection);  // no new connections
   held.reset();
@@ -465,18 +468,23 @@ TEST_F(HttpTest, ReadmePythonClientRunsAgainstTheServer) {
   ASSERT_NE(script.find(url), std::string::npos);
   script.replace(script.find(url), url.size(), "http://127.0.0.1:" + std::to_string(port_));
   TempDir dir;
+  // The script's random images, saved so the answers can be checked against the model itself.
+  script += "\nopen(" + json(dir.file("images.bin")).dump() + ", 'wb').write(images.tobytes())\n";
   testing::write_bytes(dir.file("client.py"), script);
   const std::string out = dir.file("out.txt");
   ASSERT_EQ(std::system(("/usr/bin/python3 " + dir.file("client.py") + " > " + out + " 2>&1").c_str()), 0)
       << read_text(out);
+  std::string pixels = read_text(dir.file("images.bin"));
+  ASSERT_EQ(pixels.size(), 8u * 3 * 32 * 32);
+  const auto images = torch::from_blob(pixels.data(), {8, 3, 32, 32}, torch::kUInt8).clone();
+  const auto expected = torch::softmax(reference_logits(repo_.file("cifar10/1/model.pt"), images), 1);
   std::istringstream lines(read_text(out));
   std::string label;
   double probability = 0;
   int count = 0;
-  while (lines >> label >> probability) {
-    EXPECT_NE(std::find(kClasses.begin(), kClasses.end(), label), kClasses.end()) << label;
-    EXPECT_GT(probability, 0.1);  // the top class of 10
-    EXPECT_LE(probability, 1.0);
+  while (count < 8 && lines >> label >> probability) {
+    EXPECT_EQ(label, kClasses.at(static_cast<size_t>(expected[count].argmax().item<int64_t>()))) << "image " << count;
+    EXPECT_NEAR(probability, expected[count].max().item<float>(), 1e-3) << "image " << count;
     ++count;
   }
   EXPECT_EQ(count, 8) << read_text(out);

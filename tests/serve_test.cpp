@@ -108,7 +108,7 @@ TEST(ModelRunner, LoneRequestsRunAtOnceAndAnnouncedOnesAreWaitedFor) {
   auto announced = std::make_unique<ModelRunner::Arrival>(runner);
   InferTiming first, second;
   std::thread other([&] { runner.infer(image, &first); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  while (runner.queued_images() < 1) std::this_thread::yield();  // it waits in the queue
   runner.infer(image, &second, announced.get());
   other.join();
   EXPECT_EQ(first.batch_images, 2);
@@ -118,7 +118,7 @@ TEST(ModelRunner, LoneRequestsRunAtOnceAndAnnouncedOnesAreWaitedFor) {
   auto withdrawn = std::make_unique<ModelRunner::Arrival>(runner);
   InferTiming third;
   std::thread waiting([&] { runner.infer(image, &third); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  while (runner.queued_images() < 1) std::this_thread::yield();  // it waits in the queue
   withdrawn.reset();
   waiting.join();
   EXPECT_EQ(third.batch_images, 1);
@@ -132,7 +132,8 @@ TEST(ModelRunner, RejectsBadInputAndRefusesWhenFullOrStopping) {
   ModelRunner runner("cnn", 1, random_artifact(), options);
   EXPECT_THROW(runner.infer(torch::zeros({1, 3, 28, 28}, torch::kUInt8)), std::invalid_argument);
   EXPECT_THROW(runner.infer(torch::zeros({1, 3, 32, 32}, torch::kInt32)), std::invalid_argument);
-  EXPECT_THROW(runner.infer(torch::zeros({5, 3, 32, 32}, torch::kUInt8)), Unavailable);  // more than the queue holds
+  // More than a batch holds can never run: refused as bad input, not "retry later".
+  EXPECT_THROW(runner.infer(torch::zeros({5, 3, 32, 32}, torch::kUInt8)), std::invalid_argument);
   EXPECT_EQ(runner.infer(torch::zeros({4, 3, 32, 32}, torch::kFloat32)).sizes(), torch::IntArrayRef({4, 10}));
   runner.stop_accepting();
   EXPECT_THROW(runner.infer(torch::zeros({1, 3, 32, 32}, torch::kUInt8)), Unavailable);
