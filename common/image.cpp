@@ -4,6 +4,7 @@
 #include <climits>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <stdexcept>
 
@@ -55,6 +56,10 @@ void* stb_realloc(void* p, size_t size) {
 #define STB_IMAGE_WRITE_STATIC
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #define STBI_WRITE_NO_STDIO
+// stb 2.27 calls memcpy(NULL, src, 0) when a PNG's first IDAT chunk is empty (valid PNG): undefined
+// behaviour, which lets the compiler assume the pointer non-null afterwards. stb's copies go here.
+inline void* stb_memcpy(void* to, const void* from, size_t n) { return n ? std::memcpy(to, from, n) : to; }
+#define memcpy(to, from, n) stb_memcpy(to, from, n)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
 #pragma GCC diagnostic ignored "-Wsign-compare"
@@ -63,6 +68,7 @@ void* stb_realloc(void* p, size_t size) {
 #include <stb/stb_image.h>
 #include <stb/stb_image_write.h>
 #pragma GCC diagnostic pop
+#undef memcpy
 
 namespace maas {
 namespace {

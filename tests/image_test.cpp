@@ -144,6 +144,23 @@ TEST(DecodeImageFormats, DecodesBaselineJpeg) {
 }
 
 // Regression: an output height of 0 reached LibTorch and threw c10::Error.
+// Found by fuzz_image (UBSan: memcpy to NULL in stb when the first IDAT chunk is empty). The
+// GCC build cannot see that; the fuzz corpus replays it under the sanitizer.
+TEST(DecodeImageFormats, DecodesPngWhoseFirstIdatChunkIsEmpty) {
+  const std::string raw = bytes({0, 7, 9});  // filter byte, two grey pixels
+  const auto deflated = [&] {
+    uLongf size = compressBound(static_cast<uLong>(raw.size()));
+    std::string out(size, '\0');
+    EXPECT_EQ(compress(reinterpret_cast<Bytef*>(out.data()), &size, reinterpret_cast<const Bytef*>(raw.data()),
+                       static_cast<uLong>(raw.size())),
+              Z_OK);
+    return out.substr(0, size);
+  }();
+  const std::string png = kPngSignature + png_ihdr(2, 1) + png_chunk("IDAT", "") + png_chunk("IDAT", deflated) +
+                          png_chunk("IEND", "");
+  EXPECT_TRUE(decode_image(png, 1, 1, 2).equal(torch::tensor({7, 9}, torch::kUInt8).view({1, 1, 1, 2})));
+}
+
 TEST(DecodeImageFormats, RefusesBadArgumentsFromTheCaller) {
   const std::string png = encode_png(torch::zeros({1, 2, 2}, torch::kUInt8));
   EXPECT_THROW(decode_image(png, 2, 8, 8), std::invalid_argument);
