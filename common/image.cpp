@@ -82,8 +82,8 @@ constexpr int kMaxJpegScans = 100;
 constexpr int64_t kMaxSide = STBI_MAX_DIMENSIONS;
 
 // What stb 2.27 must not be given in a JPEG, or "" (stb reports everything else). A Huffman
-// table (DHT) declaring more than 256 codes overflows stb's tables (heap corruption; later stb
-// versions check it), and too many scans cost too much time. Walks the marker segments as
+// table (DHT) declaring more than 256 codes overflows stb's tables (heap corruption: stb 2.27
+// does not check the sum), and too many scans cost too much time. Walks the marker segments as
 // stb's reader does: a marker is FF (after any fill FFs) and the next byte; bytes before an FF
 // are skipped; entropy-coded data after a scan header runs to the first marker other than a
 // stuffed FF 00 or a restart; reads past the end give 0. Where stb would fail instead, the walk
