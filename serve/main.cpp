@@ -113,7 +113,9 @@ int main(int argc, char** argv) {
         throw maas::UsageError("--model takes NAME=FILE, got '" + f + "'");
 
     raise_descriptor_limit(serve.max_connections);
-    maas::ModelRepository repository(serve.models_dir, serve.batching);
+    maas::TorchScriptLoadOptions loading;
+    loading.deadline = std::chrono::milliseconds(static_cast<int64_t>(serve.load_timeout_s * 1000));
+    maas::ModelRepository repository(serve.models_dir, serve.batching, loading);
     maas::HttpServer server(serve, repository);
     // Bound before loading: a taken port fails at once, and clients that connect while models
     // load wait in the backlog and are answered once the server is ready.

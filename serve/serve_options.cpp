@@ -34,6 +34,7 @@ std::vector<ConfigField> fields_of(ServeOptions& o) {
       {"server.write_timeout_s", &o.write_timeout_s, seconds(&o.write_timeout_s)},
       {"server.max_image_pixels", &o.max_image_pixels, in_range(&o.max_image_pixels, 1, int64_t{1} << 30)},
       {"server.drain_seconds", &o.drain_seconds, seconds(&o.drain_seconds)},
+      {"server.load_timeout_s", &o.load_timeout_s, seconds(&o.load_timeout_s)},
       {"server.admin_token", &o.admin_token, any},
       {"server.access_log", &o.access_log, any},
       {"batching.max_batch_size", &o.batching.max_batch_size, at_least(&o.batching.max_batch_size, 1)},

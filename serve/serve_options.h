@@ -23,6 +23,7 @@ struct ServeOptions {
   double write_timeout_s = 10;     // a client that accepts no response bytes for this long is dropped
   int64_t max_image_pixels = 4096 * 4096;  // an uploaded image may declare at most this many pixels; else 400
   double drain_seconds = 30;       // on SIGTERM, in-flight requests get this long; then maas-serve exits
+  double load_timeout_s = 120;     // loading (vetting) and warming up one model version must finish within this
   std::string admin_token;         // "" = model control endpoints off; else Bearer token they require
   bool access_log = false;         // one line per request on stderr
   BatchingOptions batching;        // per model (see model_runner.h)
