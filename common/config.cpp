@@ -1,6 +1,7 @@
 // Loads, validates and writes RunConfig (YAML via yaml-cpp); one field table drives all three.
 #include "config.h"
 
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
@@ -67,16 +68,19 @@ std::vector<ConfigField> fields_of(RunConfig& c) {
 // Walks a document's parse events before anything is built from it. yaml-cpp expands aliases into
 // copies, so nested anchors grow exponentially (871 bytes took 3.7 GB); configs need neither
 // anchors nor aliases, so both are refused here, where they are still unexpanded. yaml-cpp also
-// lets a repeated key silently win, so keys are checked per mapping with their lines.
+// lets a repeated key silently win, so keys are checked per mapping with their lines. The first
+// problem is kept, not thrown, so that a syntax error later in the document is reported instead
+// (yaml-cpp emits odd events for broken input, e.g. a map for an unclosed "[").
 class YamlChecker : public YAML::EventHandler {
  public:
   explicit YamlChecker(std::string origin) : origin_(std::move(origin)) {}
+  const std::string& problem() const { return problem_; }  // "" when the document is acceptable
 
   void OnDocumentStart(const YAML::Mark&) override {}
   void OnDocumentEnd() override {}
   void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override { node(mark, anchor, "~", true); }
   void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override {
-    throw ConfigError(at(mark) + ": YAML aliases (*name) are not allowed in configs; write the value out");
+    fail(at(mark) + ": YAML aliases (*name) are not allowed in configs; write the value out");
   }
   void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor, const std::string& value) override {
     node(mark, anchor, value, true);
@@ -86,15 +90,15 @@ class YamlChecker : public YAML::EventHandler {
     node(mark, anchor, "", false);
     frames_.push_back({false});
   }
-  void OnSequenceEnd() override { frames_.pop_back(); }
+  void OnSequenceEnd() override { pop(); }
   void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
                   YAML::EmitterStyle::value) override {
     node(mark, anchor, "", false);
     frames_.push_back({true});
   }
-  void OnMapEnd() override { frames_.pop_back(); }
+  void OnMapEnd() override { pop(); }
   void OnAnchor(const YAML::Mark& mark, const std::string& name) override {
-    throw ConfigError(at(mark) + ": YAML anchors (&" + name + ") are not allowed in configs; write the value out");
+    fail(at(mark) + ": YAML anchors (&" + name + ") are not allowed in configs; write the value out");
   }
 
  private:
@@ -106,29 +110,36 @@ class YamlChecker : public YAML::EventHandler {
   };
 
   std::string at(const YAML::Mark& mark) const { return origin_ + ":" + std::to_string(mark.line + 1); }
+  void fail(const std::string& problem) {
+    if (problem_.empty()) problem_ = problem;
+  }
+  void pop() {
+    if (!frames_.empty()) frames_.pop_back();  // guards against unbalanced events from broken input
+  }
 
   // Every node event, in document order: a map's children alternate key, value.
   void node(const YAML::Mark& mark, YAML::anchor_t anchor, const std::string& scalar, bool is_scalar) {
     if (anchor != YAML::NullAnchor)
-      throw ConfigError(at(mark) + ": YAML anchors (&name) are not allowed in configs; write the value out");
+      fail(at(mark) + ": YAML anchors (&name) are not allowed in configs; write the value out");
     if (frames_.empty() || !frames_.back().is_map) return;
     Frame& map = frames_.back();
     map.expecting_key = !map.expecting_key;
     if (map.expecting_key) return;  // that was a value
-    if (!is_scalar) throw ConfigError(at(mark) + ": a key must be a plain name, not a list or mapping");
+    if (!is_scalar) fail(at(mark) + ": a key must be a plain name, not a list or mapping");
     std::string dotted;
     for (const auto& f : frames_)
       if (f.is_map && &f != &map) dotted += f.key + ".";
     dotted += scalar;
     const auto [seen, inserted] = map.lines.emplace(scalar, mark.line + 1);
     if (!inserted)
-      throw ConfigError("duplicate key '" + dotted + "' (" + origin_ + ":" + std::to_string(seen->second) + " and " +
-                        at(mark) + ")");
+      fail("duplicate key '" + dotted + "' (" + origin_ + ":" + std::to_string(seen->second) + " and " + at(mark) +
+           ")");
     map.key = scalar;
   }
 
   std::string origin_;
   std::vector<Frame> frames_;
+  std::string problem_;
 };
 
 // Parses one YAML document after YamlChecker accepted it. Throws ConfigError naming `origin`.
@@ -140,9 +151,13 @@ YAML::Node load_checked_yaml(const std::string& text, const std::string& origin)
     std::istringstream in(text);
     YAML::Parser parser(in);
     YamlChecker checker(origin);
-    if (parser.HandleNextDocument(checker) && parser.HandleNextDocument(checker))
+    const bool any = parser.HandleNextDocument(checker);
+    if (!checker.problem().empty()) throw ConfigError(checker.problem());
+    if (any && parser.HandleNextDocument(checker))
       throw ConfigError(origin + ": holds more than one YAML document (a second '---')");
     return YAML::Load(text);
+  } catch (const YAML::DeepRecursion& e) {  // its message is just "bad file"
+    throw ConfigError(origin + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: nested too deeply");
   } catch (const YAML::ParserException& e) {
     throw ConfigError(origin + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
   }

@@ -84,6 +84,16 @@ TEST(Config, AnchorsAndAliasesAreRefusedBeforeExpansion) {
             std::string::npos);
 }
 
+TEST(Config, SyntaxErrorsWinOverWhatTheCheckerSawBeforeThem) {
+  // yaml-cpp reports an unclosed "[" as maps with list keys before its syntax error.
+  auto e = error_of("[[[");
+  EXPECT_NE(e.find("cfg.yaml:1: invalid YAML: end of sequence flow not found"), std::string::npos) << e;
+  e = error_of(std::string(3000, '[') + std::string(3000, ']'));
+  EXPECT_NE(e.find("cfg.yaml:1: invalid YAML: nested too deeply"), std::string::npos) << e;
+  e = error_of("train:\n  ? [a, b]\n  : 1\n");
+  EXPECT_NE(e.find("cfg.yaml:2: a key must be a plain name"), std::string::npos) << e;
+}
+
 TEST(Config, ThreadsAndBatchSizesMustBeSane) {
   // 100000 threads deadlocked LibTorch; 4294967297 wrapped to 1 through an int; 2^63-1 overflowed the
   // step count to zero steps and NaN metrics.
