@@ -16,12 +16,14 @@ namespace {
 thread_local size_t stb_allocation_limit = SIZE_MAX;
 thread_local bool stb_allocation_refused = false;
 
+// Zeroed: stb 2.27 leaves its JPEG decoder state uninitialized, so a scan using a Huffman table
+// no DHT segment defined read garbage and indexed memory with it (found by fuzz_image).
 void* stb_malloc(size_t size) {
   if (size > stb_allocation_limit) {
     stb_allocation_refused = true;
     return nullptr;
   }
-  return std::malloc(size);
+  return std::calloc(1, size);
 }
 
 void* stb_realloc(void* p, size_t size) {

@@ -4,6 +4,7 @@
 #include <zlib.h>
 
 #include <cstring>
+#include <memory>
 #include <string>
 
 #include "image.h"
@@ -243,6 +244,25 @@ TEST(DecodeImageHostile, JpegHuffmanTableWithMoreThan256CodesIsRefused) {
   const std::string just_over = bytes({0xFF, 0xC4, 0, 19 + 2, 0x10, 255, 2}) + std::string(14 + 2, '\0');
   EXPECT_EQ(decode_error(jpeg.substr(0, second_scan) + just_over + jpeg.substr(second_scan)),
             "cannot decode image: JPEG Huffman table has 257 codes, more than 256");
+}
+
+// Regression, found by fuzz_image (UBSan: index -477 in stb's Huffman decoder): a scan using
+// Huffman tables that no DHT segment defined read stb's uninitialized decoder state and indexed
+// memory with it; Debian's libstb, built with assertions, aborted the whole server on it.
+TEST(DecodeImageHostile, JpegScanWithUndefinedHuffmanTablesIsDeterministic) {
+  std::string jpeg = jpeg_flat_8x8(1);
+  const size_t dht = jpeg.find(bytes({0xFF, 0xC4}));
+  jpeg.erase(dht, 2 * (2 + 20));  // both tables
+  ASSERT_EQ(jpeg.find(bytes({0xFF, 0xC4})), std::string::npos);
+  for (int i = 0; i < 2; ++i) {
+    {  // leave garbage in freed heap memory that the decoder's state may reuse
+      std::unique_ptr<char[]> garbage(new char[64 << 10]);
+      std::memset(garbage.get(), 0xFF, 64 << 10);
+      volatile char keep = garbage[i];
+      (void)keep;
+    }
+    EXPECT_TRUE(decode_image(jpeg, 1, 8, 8).equal(torch::full({1, 1, 8, 8}, 128, torch::kUInt8)));
+  }
 }
 
 // Regression: Debian's stb also decodes HDR (a 49-byte file looped forever), PSD, PIC, PNM and
