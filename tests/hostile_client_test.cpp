@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "http_server.h"
+#include "http_test_util.h"
 #include "image.h"
 #include "test_util.h"
 
@@ -29,115 +30,13 @@ namespace maas {
 namespace {
 
 using nlohmann::json;
+using testing::gzip;
+using testing::RawConnection;
 using testing::TempDir;
 using Clock = std::chrono::steady_clock;
 
 const std::vector<std::string> kClasses = {"airplane", "automobile", "bird", "cat", "deer",
                                            "dog",      "frog",       "horse", "ship", "truck"};
-
-// A connected loopback TCP socket, closed on destruction.
-class Socket {
- public:
-  explicit Socket(int port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(static_cast<uint16_t>(port));
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = fd_ >= 0 && ::connect(fd_, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0;
-    const int yes = 1;
-    if (connected_) ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
-  }
-  ~Socket() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Socket(const Socket&) = delete;
-  Socket& operator=(const Socket&) = delete;
-  bool connected() const { return connected_; }
-
-  // Sends all of `bytes`; false once the server has closed (or reset) the connection.
-  bool send(const std::string& bytes) {
-    for (size_t sent = 0; sent < bytes.size();) {
-      const ssize_t n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      sent += static_cast<size_t>(n);
-    }
-    return true;
-  }
-
-  struct Response {
-    int status = 0;  // 0: no (complete) response within the wait
-    std::string head, body;
-  };
-  // Reads one response (head and Content-Length body), waiting at most `wait` in all.
-  Response read(std::chrono::milliseconds wait = std::chrono::seconds(20)) {
-    const auto deadline = Clock::now() + wait;
-    Response r;
-    size_t head_end = std::string::npos;
-    size_t length = 0;
-    while (true) {
-      if (head_end == std::string::npos) {
-        head_end = buffer_.find("\r\n\r\n");
-        if (head_end != std::string::npos) {
-          r.head = buffer_.substr(0, head_end + 4);
-          const auto at = lower(r.head).find("content-length:");
-          length = at == std::string::npos ? 0 : std::stoul(r.head.substr(at + 15));
-        }
-      }
-      if (head_end != std::string::npos && buffer_.size() >= head_end + 4 + length) {
-        r.body = buffer_.substr(head_end + 4, length);
-        r.status = std::stoi(r.head.substr(9, 3));
-        buffer_.erase(0, head_end + 4 + length);
-        return r;
-      }
-      if (!fill(deadline)) return r;
-    }
-  }
-  // True when the server closes the connection within `wait` (unread bytes are discarded).
-  bool closed_by_server(std::chrono::milliseconds wait) {
-    const auto deadline = Clock::now() + wait;
-    while (fill(deadline)) {
-    }
-    return eof_;
-  }
-
- private:
-  bool fill(Clock::time_point deadline) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0 || eof_) return false;
-    pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left)) <= 0) return false;
-    char chunk[65536];
-    const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
-    if (n <= 0) {
-      eof_ = true;
-      return false;
-    }
-    buffer_.append(chunk, static_cast<size_t>(n));
-    return true;
-  }
-  static std::string lower(std::string s) {
-    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return s;
-  }
-  int fd_;
-  bool connected_ = false;
-  bool eof_ = false;
-  std::string buffer_;
-};
-
-std::string gzip(const std::string& data) {
-  z_stream z{};
-  deflateInit2(&z, 9, Z_DEFLATED, 15 + 16, 9, Z_DEFAULT_STRATEGY);
-  std::string out(deflateBound(&z, data.size()) + 64, '\0');
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  z.avail_in = static_cast<uInt>(data.size());
-  z.next_out = reinterpret_cast<Bytef*>(out.data());
-  z.avail_out = static_cast<uInt>(out.size());
-  deflate(&z, Z_FINISH);
-  out.resize(z.total_out);
-  deflateEnd(&z);
-  return out;
-}
 
 std::string post(const std::string& path, const std::string& body, const std::string& extra_headers = "") {
   return "POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
@@ -178,22 +77,14 @@ class HostileClientTest : public ::testing::Test {
   void TearDown() override { stop(); }
 
   void start() {
-    repository_ = std::make_unique<ModelRepository>(options_.models_dir, options_.batching);
-    repository_->load_all();
-    server_ = std::make_unique<HttpServer>(options_, *repository_);
-    port_ = server_->bind();
-    listener_ = std::thread([this] { server_->listen(); });
-    server_->set_ready(true);
+    served_ = std::make_unique<testing::ServerUnderTest>(options_);
+    server_ = &served_->server();
+    port_ = served_->port();
   }
-  void stop() {
-    if (server_) server_->stop();
-    if (listener_.joinable()) listener_.join();
-    server_.reset();
-    repository_.reset();
-  }
+  void stop() { served_.reset(); }
   // One request on a fresh connection.
-  Socket::Response exchange(const std::string& request) {
-    Socket s(port_);
+  RawConnection::Response exchange(const std::string& request) {
+    RawConnection s(port_);
     EXPECT_TRUE(s.connected());
     s.send(request);
     return s.read();
@@ -215,9 +106,8 @@ class HostileClientTest : public ::testing::Test {
 
   TempDir repo_;
   ServeOptions options_;
-  std::unique_ptr<ModelRepository> repository_;
-  std::unique_ptr<HttpServer> server_;
-  std::thread listener_;
+  std::unique_ptr<testing::ServerUnderTest> served_;
+  HttpServer* server_ = nullptr;  // served_'s
   int port_ = 0;
 };
 
@@ -276,7 +166,7 @@ TEST_F(HostileClientTest, GzipAndDeflateBodiesWithinTheLimitAreInflated) {
 TEST_F(HostileClientTest, AChunkedBodyOverTheLimitIsCutWith413) {
   options_.max_body_bytes = 1 << 20;
   start();
-  Socket s(port_);
+  RawConnection s(port_);
   s.send("POST /v2/models/cifar10/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
   const std::string chunk(64 << 10, 'a');
   char size[16];
@@ -291,7 +181,7 @@ TEST_F(HostileClientTest, AChunkedBodyOverTheLimitIsCutWith413) {
 TEST_F(HostileClientTest, ADeclaredLengthOverTheLimitIsRefusedBeforeTheBody) {
   options_.max_body_bytes = 1 << 20;
   start();
-  Socket s(port_);
+  RawConnection s(port_);
   s.send("POST /v2/models/cifar10/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 209715200\r\n\r\n");
   const auto r = s.read();  // answered without sending a byte of the 200 MiB
   EXPECT_EQ(r.status, 413) << r.body;
@@ -308,7 +198,7 @@ TEST_F(HostileClientTest, APostWithNeitherLengthNorChunkingHasAnEmptyBody) {
 TEST_F(HostileClientTest, AHugeRequestLineIsCutWith431) {
   options_.max_header_bytes = 16 << 10;
   start();
-  Socket s(port_);
+  RawConnection s(port_);
   s.send("GET /");
   const std::string filler(64 << 10, 'a');
   for (int i = 0; i < 64; ++i)  // 4 MiB of path; the server stops reading after its limit
@@ -321,7 +211,7 @@ TEST_F(HostileClientTest, AHugeRequestLineIsCutWith431) {
 TEST_F(HostileClientTest, MillionsOfHeaderLinesAreCutWith431) {
   options_.max_header_bytes = 16 << 10;
   start();
-  Socket s(port_);
+  RawConnection s(port_);
   s.send("GET /v2/health/live HTTP/1.1\r\nHost: x\r\n");
   std::string lines;
   for (int i = 0; i < 10000; ++i) lines += "a: b\r\n";
@@ -381,9 +271,9 @@ TEST_F(HostileClientTest, AThousandSlowClientsDoNotBlockHealthOrInference) {
   setrlimit(RLIMIT_NOFILE, &limit);
   ASSERT_GE(limit.rlim_cur, 2300u) << "the test needs 2 descriptors per slow client";
   start();
-  std::vector<std::unique_ptr<Socket>> slow;
+  std::vector<std::unique_ptr<RawConnection>> slow;
   for (int i = 0; i < 1000; ++i) {
-    slow.push_back(std::make_unique<Socket>(port_));
+    slow.push_back(std::make_unique<RawConnection>(port_));
     ASSERT_TRUE(slow.back()->connected());
   }
   ASSERT_TRUE(wait_for_connections(1000));
@@ -391,10 +281,10 @@ TEST_F(HostileClientTest, AThousandSlowClientsDoNotBlockHealthOrInference) {
   for (int round = 0; round < 3; ++round) {
     for (auto& s : slow) s->send(std::string(1, request[static_cast<size_t>(round)]));  // one byte each
     // Each answers within a bound far below the slow clients' patience (no fixed pool to wait for).
-    Socket health(port_);
+    RawConnection health(port_);
     health.send("GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n");
     EXPECT_EQ(health.read(std::chrono::milliseconds(2000)).status, 200) << "round " << round;
-    Socket inference(port_);
+    RawConnection inference(port_);
     inference.send(post("/v2/models/cifar10/infer", uint8_request(1).dump()));
     EXPECT_EQ(inference.read(std::chrono::milliseconds(5000)).status, 200) << "round " << round;
   }
@@ -403,7 +293,7 @@ TEST_F(HostileClientTest, AThousandSlowClientsDoNotBlockHealthOrInference) {
 TEST_F(HostileClientTest, ARequestThatTricklesInIsCutAtTheRequestDeadline) {
   options_.request_timeout_s = 0.5;
   start();
-  Socket s(port_);
+  RawConnection s(port_);
   s.send("GET /v2/health/live HTTP/1.1\r\n");  // and never the rest
   const auto r = s.read();
   EXPECT_EQ(r.status, 408) << r.head << r.body;
@@ -413,7 +303,7 @@ TEST_F(HostileClientTest, ARequestThatTricklesInIsCutAtTheRequestDeadline) {
 TEST_F(HostileClientTest, AnIdleKeepAliveConnectionIsClosed) {
   options_.idle_timeout_s = 0.2;
   start();
-  Socket s(port_);
+  RawConnection s(port_);
   s.send("GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n");
   EXPECT_EQ(s.read().status, 200);
   EXPECT_TRUE(s.closed_by_server(std::chrono::seconds(3)));  // httplib's fixed 5 s would not
@@ -422,10 +312,10 @@ TEST_F(HostileClientTest, AnIdleKeepAliveConnectionIsClosed) {
 TEST_F(HostileClientTest, ConnectionsOverTheCapGet503AtOnce) {
   options_.max_connections = 4;
   start();
-  std::vector<std::unique_ptr<Socket>> held;
-  for (int i = 0; i < 4; ++i) held.push_back(std::make_unique<Socket>(port_));
+  std::vector<std::unique_ptr<RawConnection>> held;
+  for (int i = 0; i < 4; ++i) held.push_back(std::make_unique<RawConnection>(port_));
   ASSERT_TRUE(wait_for_connections(4));
-  Socket extra(port_);
+  RawConnection extra(port_);
   extra.send("GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n");
   const auto r = extra.read();
   EXPECT_EQ(r.status, 503) << r.head;
@@ -441,14 +331,14 @@ TEST_F(HostileClientTest, BodiesInFlightShareOneMemoryBudget) {
   options_.max_inflight_body_bytes = 2 << 20;
   start();
   const std::string head = "POST /v2/models/cifar10/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n";
-  Socket first(port_), second(port_);
+  RawConnection first(port_), second(port_);
   first.send(head + "{");  // each reserves its declared 1 MiB, then stalls
   second.send(head + "{");
   const auto deadline = Clock::now() + std::chrono::seconds(20);
   while (server_->inflight_body_bytes() < (2 << 20) && Clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));  // polling the server's state
   ASSERT_EQ(server_->inflight_body_bytes(), 2 << 20);
-  Socket third(port_);
+  RawConnection third(port_);
   third.send(head);
   const auto r = third.read();  // refused at once, before its body
   EXPECT_EQ(r.status, 503) << r.body;
@@ -644,7 +534,7 @@ class ServeProcess {
 
 // Sends the headers of an upload and waits until the server has read them (it answers
 // "100 Continue"): the request is then in flight, its body still to come.
-bool start_upload(Socket& s) {
+bool start_upload(RawConnection& s) {
   s.send("POST /v2/models/cifar10/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n\r\n");
   const auto r = s.read();
   if (r.status != 100) return false;
@@ -654,8 +544,8 @@ bool start_upload(Socket& s) {
 TEST(ServeShutdown, ASlowClientDoesNotHoldSigterm) {
   TempDir dir;
   ServeProcess serve(dir, {});
-  Socket slow(serve.port());
-  Socket idle(serve.port());
+  RawConnection slow(serve.port());
+  RawConnection idle(serve.port());
   // A request line trickling in, a byte every 200 ms: each byte would renew a per-read timeout.
   std::atomic<bool> done{false};
   std::thread trickle([&] {
@@ -676,7 +566,7 @@ TEST(ServeShutdown, TheDrainEndsAtDrainSeconds) {
   TempDir dir;
   ServeProcess serve(dir, {"server.drain_seconds=1", "server.request_timeout_s=600"});
   // In flight: headers in, body still arriving (the drain lets such requests finish).
-  Socket uploading(serve.port());
+  RawConnection uploading(serve.port());
   ASSERT_TRUE(start_upload(uploading));
   kill(serve.pid(), SIGTERM);
   EXPECT_EQ(serve.wait_exit(std::chrono::seconds(30)), 1) << serve.log();
@@ -686,7 +576,7 @@ TEST(ServeShutdown, TheDrainEndsAtDrainSeconds) {
 TEST(ServeShutdown, ASecondSignalExitsAtOnce) {
   TempDir dir;
   ServeProcess serve(dir, {"server.drain_seconds=600", "server.request_timeout_s=600"});
-  Socket uploading(serve.port());
+  RawConnection uploading(serve.port());
   ASSERT_TRUE(start_upload(uploading));
   kill(serve.pid(), SIGTERM);
   ASSERT_NE(serve.wait_for_log("finishing in-flight requests", std::chrono::seconds(20)), "") << serve.log();

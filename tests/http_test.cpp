@@ -18,6 +18,7 @@
 #include "artifact.h"
 #include "files.h"
 #include "http_server.h"
+#include "http_test_util.h"
 #include "image.h"
 #include "load_bench.h"
 #include "test_util.h"
@@ -55,20 +56,12 @@ class HttpTest : public ::testing::Test {
   void TearDown() override { stop(); }
 
   void start() {
-    repository_ = std::make_unique<ModelRepository>(options_.models_dir, options_.batching);
-    repository_->load_all();
-    server_ = std::make_unique<HttpServer>(options_, *repository_);
-    port_ = server_->bind();
-    listener_ = std::thread([this] { server_->listen(); });
-    while (!server_->running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    server_->set_ready(true);
+    served_ = std::make_unique<testing::ServerUnderTest>(options_);
+    server_ = &served_->server();
+    repository_ = &served_->repository();
+    port_ = served_->port();
   }
-  void stop() {
-    if (server_) server_->stop();
-    if (listener_.joinable()) listener_.join();
-    server_.reset();
-    repository_.reset();
-  }
+  void stop() { served_.reset(); }
   httplib::Client client() const {
     httplib::Client c("127.0.0.1", port_);
     c.set_read_timeout(30, 0);
@@ -85,9 +78,9 @@ class HttpTest : public ::testing::Test {
 
   TempDir repo_;
   ServeOptions options_;
-  std::unique_ptr<ModelRepository> repository_;
-  std::unique_ptr<HttpServer> server_;
-  std::thread listener_;
+  std::unique_ptr<testing::ServerUnderTest> served_;
+  HttpServer* server_ = nullptr;  // served_'s
+  ModelRepository* repository_ = nullptr;
   int port_ = 0;
 };
 
@@ -382,7 +375,7 @@ TEST_F(HttpTest, ShutdownFinishesInFlightRequests) {
   server_->stop();
   EXPECT_EQ(client().Get("/v2/health/ready").error(), httplib::Error::Connection);  // no new connections
   held.reset();
-  listener_.join();
+  served_->join();
   auto res = pending.get();
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 200);
@@ -403,8 +396,8 @@ TEST_F(HttpTest, ASecondServerOnTheSamePortFailsToBind) {
 // retried only after a second).
 TEST_F(HttpTest, ABurstOfNewConnectionsFitsTheListenBacklog) {
   options_.port = 0;
-  repository_ = std::make_unique<ModelRepository>(options_.models_dir, options_.batching);
-  HttpServer server(options_, *repository_);
+  ModelRepository repository(options_.models_dir, options_.batching);
+  HttpServer server(options_, repository);
   const int port = server.bind();  // bound and listening, but nothing accepts
   std::vector<pollfd> sockets;
   sockaddr_in address{};
@@ -492,8 +485,8 @@ TEST_F(HttpTest, ReadmePythonClientRunsAgainstTheServer) {
 
 // A signal can come between bind() and listen(): stop() then makes listen() return at once.
 TEST_F(HttpTest, StopBeforeListenMakesListenReturn) {
-  repository_ = std::make_unique<ModelRepository>(options_.models_dir, options_.batching);
-  HttpServer server(options_, *repository_);
+  ModelRepository repository(options_.models_dir, options_.batching);
+  HttpServer server(options_, repository);
   server.bind();
   server.stop();
   auto listening = std::async(std::launch::async, [&] { server.listen(); });

@@ -29,6 +29,7 @@
 #include <thread>
 
 #include "http_server.h"
+#include "http_test_util.h"
 #include "image.h"
 #include "test_util.h"
 
@@ -36,6 +37,8 @@ namespace maas {
 namespace {
 
 using nlohmann::json;
+using testing::gzip;
+using testing::RawConnection;
 using testing::TempDir;
 using Clock = std::chrono::steady_clock;
 
@@ -79,87 +82,6 @@ int free_port() {
   }
   ::close(fd);
   return ntohs(address.sin_port);
-}
-
-// A connected loopback TCP socket, closed on destruction.
-class Socket {
- public:
-  explicit Socket(int port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(static_cast<uint16_t>(port));
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = fd_ >= 0 && ::connect(fd_, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0;
-    const int yes = 1;
-    if (connected_) ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
-  }
-  ~Socket() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Socket(const Socket&) = delete;
-  Socket& operator=(const Socket&) = delete;
-  bool connected() const { return connected_; }
-
-  bool send(const std::string& bytes) {
-    for (size_t sent = 0; sent < bytes.size();) {
-      const ssize_t n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      sent += static_cast<size_t>(n);
-    }
-    return true;
-  }
-
-  struct Response {
-    int status = 0;  // 0: no complete response within the wait
-    std::string head, body;
-  };
-  // One response (head and Content-Length body), waiting at most 20 s in all.
-  Response read() {
-    const auto deadline = Clock::now() + std::chrono::seconds(20);
-    Response r;
-    std::string buffer;
-    char chunk[65536];
-    while (true) {
-      const size_t head_end = buffer.find("\r\n\r\n");
-      if (head_end != std::string::npos) {
-        std::string head = buffer.substr(0, head_end + 4);
-        std::string lower = head;
-        for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        const auto at = lower.find("content-length:");
-        const size_t length = at == std::string::npos ? 0 : std::stoul(head.substr(at + 15));
-        if (buffer.size() >= head_end + 4 + length) {
-          r.head = head;
-          r.body = buffer.substr(head_end + 4, length);
-          r.status = std::stoi(head.substr(9, 3));
-          return r;
-        }
-      }
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-      pollfd p{fd_, POLLIN, 0};
-      if (left <= 0 || ::poll(&p, 1, static_cast<int>(left)) <= 0) return r;
-      const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
-      if (n <= 0) return r;
-      buffer.append(chunk, static_cast<size_t>(n));
-    }
-  }
-
- private:
-  int fd_;
-  bool connected_ = false;
-};
-
-std::string gzip(const std::string& data) {
-  z_stream z{};
-  deflateInit2(&z, 9, Z_DEFLATED, 15 + 16, 9, Z_DEFAULT_STRATEGY);
-  std::string out(deflateBound(&z, data.size()) + 64, '\0');
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  z.avail_in = static_cast<uInt>(data.size());
-  z.next_out = reinterpret_cast<Bytef*>(out.data());
-  z.avail_out = static_cast<uInt>(out.size());
-  deflate(&z, Z_FINISH);
-  out.resize(z.total_out);
-  deflateEnd(&z);
-  return out;
 }
 
 // A v2 JSON request of `n` images [n, 3, 32, 32], pixels from `seed`.
@@ -213,21 +135,15 @@ class ProxyTest : public ::testing::Test {
     options_.batching.max_batch_size = 8;
     options_.batching.max_queue_images = 64;
     options_.admin_token = "secret";  // so maas itself would answer model control (and nginx must refuse it)
-    repository_ = std::make_unique<ModelRepository>(options_.models_dir, options_.batching);
-    repository_->load_all();
-    server_ = std::make_unique<HttpServer>(options_, *repository_);
-    maas_port_ = server_->bind();
-    listener_ = std::thread([this] { server_->listen(); });
-    server_->set_ready(true);
+    served_ = std::make_unique<testing::ServerUnderTest>(options_);
+    server_ = &served_->server();
+    maas_port_ = served_->port();
     ASSERT_NO_FATAL_FAILURE(start_nginx());
   }
 
   void TearDown() override {
     stop_nginx();
-    if (server_) server_->stop();
-    if (listener_.joinable()) listener_.join();
-    server_.reset();
-    repository_.reset();
+    served_.reset();
   }
 
   // The shipped server block with the upstream, the listen address and the log paths replaced,
@@ -296,7 +212,7 @@ class ProxyTest : public ::testing::Test {
           nginx_pid_ = -1;
           break;
         }
-        if (Socket(nginx_port_).connected()) return;
+        if (RawConnection(nginx_port_).connected()) return;
         std::this_thread::sleep_for(std::chrono::milliseconds(5));  // polling nginx's state
       }
       errors += read_file(out) + read_file(error_log);
@@ -324,9 +240,8 @@ class ProxyTest : public ::testing::Test {
 
   TempDir repo_, prefix_;
   ServeOptions options_;
-  std::unique_ptr<ModelRepository> repository_;
-  std::unique_ptr<HttpServer> server_;
-  std::thread listener_;
+  std::unique_ptr<testing::ServerUnderTest> served_;
+  HttpServer* server_ = nullptr;  // served_'s
   std::string nginx_;
   int maas_port_ = 0, nginx_port_ = 0;
   pid_t nginx_pid_ = -1;
@@ -355,7 +270,7 @@ TEST_F(ProxyTest, InferenceOfEveryKindPassesThroughUnchanged) {
 
   // A chunked body: nginx buffers it and sends maas a Content-Length.
   {
-    Socket s(nginx_port_);
+    RawConnection s(nginx_port_);
     ASSERT_TRUE(s.connected());
     char size[16];
     std::snprintf(size, sizeof size, "%zx\r\n", body.size());
@@ -444,7 +359,7 @@ TEST_F(ProxyTest, MetricsAndModelControlAreRefusedAtTheProxy) {
       "POST /v2/repository/models/cifar10/load",
   };
   for (const auto& request : refused) {
-    Socket s(nginx_port_);
+    RawConnection s(nginx_port_);
     ASSERT_TRUE(s.connected());
     s.send(request + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer secret\r\nContent-Length: 0\r\n\r\n");
     const auto r = s.read();
@@ -460,7 +375,7 @@ TEST_F(ProxyTest, MetricsAndModelControlAreRefusedAtTheProxy) {
 TEST_F(ProxyTest, ABodyOverMaasLimitIsRefusedByNginxBeforeItIsSent) {
   // client_max_body_size is maas's server.max_body_bytes (64 MiB): one byte over is 413 at once,
   // before any of the body is sent.
-  Socket s(nginx_port_);
+  RawConnection s(nginx_port_);
   ASSERT_TRUE(s.connected());
   s.send("POST /v2/models/cifar10/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
          std::to_string(options_.max_body_bytes + 1) + "\r\n\r\n");
@@ -473,15 +388,15 @@ TEST_F(ProxyTest, SlowClientsStayAtNginxAndHoldNoMaasConnection) {
   // Before: no connection to maas (nginx has proxied nothing yet).
   ASSERT_EQ(server_->open_connections(), 0);
   // Clients trickling a request line a byte at a time ...
-  std::vector<std::unique_ptr<Socket>> slow;
+  std::vector<std::unique_ptr<RawConnection>> slow;
   for (int i = 0; i < 4; ++i) {
-    slow.push_back(std::make_unique<Socket>(nginx_port_));
+    slow.push_back(std::make_unique<RawConnection>(nginx_port_));
     ASSERT_TRUE(slow.back()->connected());
     for (const char c : std::string("POST /v2/m")) ASSERT_TRUE(slow.back()->send(std::string(1, c)));
   }
   // ... and clients uploading a body slowly (complete headers, a few body bytes one at a time).
   for (int i = 0; i < 4; ++i) {
-    slow.push_back(std::make_unique<Socket>(nginx_port_));
+    slow.push_back(std::make_unique<RawConnection>(nginx_port_));
     ASSERT_TRUE(slow.back()->connected());
     ASSERT_TRUE(slow.back()->send("POST /v2/models/cifar10/infer HTTP/1.1\r\nHost: x\r\n"
                                   "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"));
@@ -499,7 +414,7 @@ TEST_F(ProxyTest, SlowClientsStayAtNginxAndHoldNoMaasConnection) {
 
   // The same trickle sent to maas directly holds a maas connection (so the count above sees them).
   const int64_t before = server_->open_connections();
-  Socket straight(maas_port_);
+  RawConnection straight(maas_port_);
   ASSERT_TRUE(straight.connected());
   ASSERT_TRUE(straight.send("POST /v2/m"));
   const auto deadline = Clock::now() + std::chrono::seconds(20);
