@@ -155,15 +155,7 @@ TEST_F(ExportTest, FrozenAndInt8VariantsVerify) {
   EXPECT_EQ(nlohmann::json::parse(loaded.info.metadata_json)["model"]["weights"], "int8");
 }
 
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing::error_of;
 
 TEST_F(ExportTest, BadRunsAreClearErrorsAndWriteNothing) {
   auto o = options("model.pt");

@@ -35,8 +35,7 @@ using testing::RawConnection;
 using testing::TempDir;
 using Clock = std::chrono::steady_clock;
 
-const std::vector<std::string> kClasses = {"airplane", "automobile", "bird", "cat", "deer",
-                                           "dog",      "frog",       "horse", "ship", "truck"};
+const std::vector<std::string>& kClasses = testing::kCifar10Classes;
 
 std::string post(const std::string& path, const std::string& body, const std::string& extra_headers = "") {
   return "POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +

@@ -29,8 +29,7 @@ namespace {
 using nlohmann::json;
 using testing::TempDir;
 
-const std::vector<std::string> kClasses = {"airplane", "automobile", "bird", "cat", "deer",
-                                           "dog",      "frog",       "horse", "ship", "truck"};
+const std::vector<std::string>& kClasses = testing::kCifar10Classes;
 
 // Writes an artifact of a randomly initialized seed CNN (seeded: same seed, same weights).
 void write_model(const std::string& path, uint64_t seed) {

@@ -22,15 +22,7 @@ namespace maas {
 namespace {
 namespace fs = std::filesystem;
 
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using testing::error_of;
 
 std::string valid_metadata() {
   return nlohmann::json{{"format_version", 1},

@@ -42,8 +42,7 @@ using testing::RawConnection;
 using testing::TempDir;
 using Clock = std::chrono::steady_clock;
 
-const std::vector<std::string> kClasses = {"airplane", "automobile", "bird", "cat", "deer",
-                                           "dog",      "frog",       "horse", "ship", "truck"};
+const std::vector<std::string>& kClasses = testing::kCifar10Classes;
 
 std::string nginx_binary() {
   for (const char* path : {"/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"})

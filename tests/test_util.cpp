@@ -13,6 +13,9 @@
 #include "models.h"
 
 namespace maas::testing {
+
+const std::vector<std::string> kCifar10Classes = {"airplane", "automobile", "bird",  "cat",  "deer",
+                                                  "dog",      "frog",       "horse", "ship", "truck"};
 namespace fs = std::filesystem;
 
 TempDir::TempDir() {

@@ -2,10 +2,25 @@
 #pragma once
 
 #include <cstdint>
+#include <exception>
 #include <string>
 #include <vector>
 
 namespace maas::testing {
+
+// CIFAR-10's class names in label order.
+extern const std::vector<std::string> kCifar10Classes;
+
+// The message of the exception `fn` throws, or "" when it throws none.
+template <typename Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
 
 // A fresh folder under the system temp dir, removed with everything in it on destruction.
 class TempDir {
