@@ -140,6 +140,7 @@ class HttpTransport::Connection final : public httplib::Stream {
     header_bytes_ = buffered();
     body_bytes_ = 0;
     refusal_ = Refusal::kNone;
+    charge_as_received_ = false;
     content_encoding_.clear();
     written_ = false;
   }
@@ -173,7 +174,9 @@ class HttpTransport::Connection final : public httplib::Stream {
       const int64_t length = std::stoll(v);
       if (length > options_.max_body_bytes) return refuse(Refusal::kBodyTooLarge);
       if (!charge_inflight(length)) return;
-    } else if (!chunked) {
+    } else if (chunked) {
+      charge_as_received_ = true;  // no declared length: the budget is charged as bytes arrive
+    } else {
       // RFC 9112 6.3: a request with neither header has no body. httplib would read until the
       // client closes (tritonclient's empty POSTs waited for its 5-s timeout, then got 400).
       req.set_header("Content-Length", "0");
@@ -239,6 +242,7 @@ class HttpTransport::Connection final : public httplib::Stream {
           refuse(Refusal::kBodyTooLarge);
           return -1;
         }
+        if (charge_as_received_ && !charge_inflight(n)) return -1;
       }
     }
     const size_t n = std::min(size, buffered());
@@ -310,6 +314,7 @@ class HttpTransport::Connection final : public httplib::Stream {
   bool in_headers_ = true;
   int64_t header_bytes_ = 0, body_bytes_ = 0, inflight_ = 0;
   Refusal refusal_ = Refusal::kNone;
+  bool charge_as_received_ = false;  // a chunked body: counted against the in-flight budget as read
   std::string content_encoding_;
   bool written_ = false;
 };

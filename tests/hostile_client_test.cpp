@@ -342,6 +342,12 @@ TEST_F(HostileClientTest, BodiesInFlightShareOneMemoryBudget) {
   const auto r = third.read();  // refused at once, before its body
   EXPECT_EQ(r.status, 503) << r.body;
   EXPECT_NE(r.head.find("Retry-After"), std::string::npos);
+  // A chunked body declares nothing: it is counted as it arrives, and cut at the budget.
+  RawConnection chunked(port_);
+  chunked.send("POST /v2/models/cifar10/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+  chunked.send("10000\r\n" + std::string(0x10000, ' ') + "\r\n");
+  const auto cut = chunked.read();
+  EXPECT_EQ(cut.status, 503) << cut.head << cut.body;
 }
 
 // ---- Medium: admission and values ----
