@@ -337,7 +337,8 @@ void HttpServer::infer(Req req, Res res) {
         throw std::invalid_argument("Inference-Header-Content-Length must be a byte count");
       json_length = std::stoull(v);
     }
-    const InferRequest request = parse_infer_request(http_->request_body(req), json_length);
+    std::string inflated;
+    const InferRequest request = parse_infer_request(http_->request_body(req, inflated), json_length);
     InferTiming timing;
     const auto logits = runner->infer(request.images, &timing, &arrival);
     metrics_.observe_inference(runner->name(), timing);
@@ -365,8 +366,8 @@ void HttpServer::predictions(Req req, Res res) {
       else if (req.has_file("file")) field = req.get_file_value("file").content;
       else throw std::invalid_argument("multipart upload needs a field named 'data' or 'file'");
     }
-    const std::string body = req.is_multipart_form_data() ? std::string() : http_->request_body(req);
-    const std::string& bytes = req.is_multipart_form_data() ? field : body;
+    std::string inflated;
+    const std::string& bytes = req.is_multipart_form_data() ? field : http_->request_body(req, inflated);
     if (bytes.empty()) throw std::invalid_argument("empty body: send the image bytes (curl -T image.jpg URL)");
     const int64_t k = req.has_param("topk") ? positive_integer("topk", req.get_param_value("topk"), 1 << 20) : 5;
     const auto& info = runner->info();

@@ -121,15 +121,8 @@ class HttpTransport::Connection final : public httplib::Stream {
   // Waits for the next request's first byte. False on close, idle timeout or shutdown.
   bool wait_for_request() {
     if (buffered() > 0) return true;
-    const auto deadline = Clock::now() + seconds(options_.idle_timeout_s);
-    while (!transport_.shutting_down_) {
-      const int ready = poll_socket(POLLIN, deadline, /*wake_on_shutdown=*/true);
-      if (ready <= 0) return false;
-      char byte;
-      const ssize_t n = ::recv(sock_, &byte, 1, MSG_PEEK);
-      return n > 0;
-    }
-    return false;
+    // Readable also means closed by the client: the request line's read then sees the end.
+    return poll_socket(POLLIN, Clock::now() + seconds(options_.idle_timeout_s), /*wake_on_shutdown=*/true) > 0;
   }
 
   // A new request starts: its deadline runs from now; reads count as header bytes.
@@ -449,9 +442,9 @@ bool HttpTransport::process_and_close_socket(socket_t sock) {
   return ok;
 }
 
-std::string HttpTransport::request_body(const httplib::Request& req) const {
+const std::string& HttpTransport::request_body(const httplib::Request& req, std::string& inflated) const {
   Connection* connection = current_;
-  if (!connection || connection->content_encoding().empty()) return req.body;
+  if (!connection || connection->content_encoding().empty()) return req.body;  // no copy on the common path
   z_stream z{};
   // 15 + 32: zlib or gzip header, detected. "deflate" is zlib-wrapped by RFC 9110, but some
   // clients send raw deflate: retried below with -15.
@@ -482,7 +475,10 @@ std::string HttpTransport::request_body(const httplib::Request& req) const {
       out.append(chunk, produced);
     }
     inflateEnd(&z);
-    if (rc == Z_STREAM_END) return out;
+    if (rc == Z_STREAM_END) {
+      inflated = std::move(out);
+      return inflated;
+    }
   }
   throw std::invalid_argument("request body is not valid " + connection->content_encoding() + " data");
 }

@@ -84,8 +84,9 @@ class HttpTransport : public httplib::Server {
   // would inflate it without limit, so the transport takes the header away and keeps it here).
   // Throws RequestRefused past max_body_bytes or the in-flight budget, std::invalid_argument for
   // corrupt compressed data.
+  // Returns req.body itself when it was not compressed, else `inflated`, filled.
   // Requires: called on the thread handling `req`.
-  std::string request_body(const httplib::Request& req) const;
+  const std::string& request_body(const httplib::Request& req, std::string& inflated) const;
 
  private:
   class Connection;

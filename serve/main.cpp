@@ -34,10 +34,12 @@ class SignalWatcher {
       sigwait(&signals_, &sig);
       if (sig == SIGUSR1) return;
       on_first(sig);
-      const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(drain).count();
-      timespec timeout{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
       const auto deadline = std::chrono::steady_clock::now() + drain;
       while (true) {
+        // Recomputed each time: an EINTR waits only for the rest of the deadline.
+        const auto left = std::max<int64_t>(
+            0, std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - std::chrono::steady_clock::now()).count());
+        const timespec timeout{static_cast<time_t>(left / 1'000'000'000), static_cast<long>(left % 1'000'000'000)};
         const int second = sigtimedwait(&signals_, nullptr, &timeout);
         if (second == SIGUSR1) return;  // main is done
         if (second == SIGINT || second == SIGTERM) {
@@ -49,10 +51,6 @@ class SignalWatcher {
                     << std::chrono::duration<double>(drain).count() << " s), exiting\n";
           std::_Exit(1);
         }
-        // EINTR: wait for the rest of the deadline
-        const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - std::chrono::steady_clock::now()).count();
-        timeout = {static_cast<time_t>(std::max<int64_t>(0, left) / 1'000'000'000),
-                   static_cast<long>(std::max<int64_t>(0, left) % 1'000'000'000)};
       }
     });
   }
