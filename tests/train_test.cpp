@@ -108,21 +108,77 @@ TEST(Checkpoint, MissingCorruptAndMismatchedFilesAreClearErrors) {
   EXPECT_THROW(CheckpointReader(dir.file("good.pt")).restore_model(*other), CheckpointError);
 }
 
+// One row of metrics.csv.
+struct MetricsRow {
+  int64_t epoch = 0;
+  double train_loss = 0, train_acc = 0, test_loss = 0, test_acc = 0, lr = 0;
+  double images_per_s = 0, seconds = 0;  // timings: differ from run to run
+};
+
+// metrics.csv's rows, in file order (a header other than the documented one fails the test).
+std::vector<MetricsRow> metrics_rows(const std::string& run_dir) {
+  std::vector<MetricsRow> rows;
+  std::istringstream csv(read_text(metrics_path(run_dir)));
+  std::string line;
+  std::getline(csv, line);
+  EXPECT_EQ(line, "epoch,train_loss,train_acc,test_loss,test_acc,lr,images_per_s,seconds");
+  while (std::getline(csv, line)) {
+    std::vector<double> v;
+    std::istringstream row(line);
+    for (std::string cell; std::getline(row, cell, ',');) v.push_back(std::stod(cell));
+    EXPECT_EQ(v.size(), 8u) << line;
+    v.resize(8);
+    rows.push_back({static_cast<int64_t>(v[0]), v[1], v[2], v[3], v[4], v[5], v[6], v[7]});
+  }
+  return rows;
+}
+
+// Both runs' metrics.csv hold the same epochs with the same averages: every column but the timings.
+// With train.threads=1 a resumed run is bit-identical, so the printed numbers must be equal.
+void expect_same_averages(const std::string& expected_run, const std::string& actual_run) {
+  const auto expected = metrics_rows(expected_run), actual = metrics_rows(actual_run);
+  ASSERT_EQ(actual.size(), expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const MetricsRow &e = expected[i], &a = actual[i];
+    EXPECT_EQ(a.epoch, e.epoch) << "row " << i + 1;
+    EXPECT_EQ(a.train_loss, e.train_loss) << "train_loss of epoch " << e.epoch;
+    EXPECT_EQ(a.train_acc, e.train_acc) << "train_acc of epoch " << e.epoch;
+    EXPECT_EQ(a.test_loss, e.test_loss) << "test_loss of epoch " << e.epoch;
+    EXPECT_EQ(a.test_acc, e.test_acc) << "test_acc of epoch " << e.epoch;
+    EXPECT_EQ(a.lr, e.lr) << "lr of epoch " << e.epoch;
+  }
+}
+
+// Hooks that stop a run at the `stop_at`-th poll of should_stop (1-based), counting from this
+// run's start. train() polls after every batch and once more after each epoch's checkpoint.
+TrainHooks stop_at_poll(int stop_at) {
+  TrainHooks hooks;
+  hooks.should_stop = [polls = 0, stop_at]() mutable { return ++polls == stop_at; };
+  return hooks;
+}
+
 TEST(Train, ResumeAfterInterruptionMatchesAnUninterruptedRun) {
   TempDir data, straight, interrupted;
-  testing::write_tiny_cifar(data.path(), 20, 20);  // 100 images: 7 batches of 16 per epoch
+  testing::write_tiny_cifar(data.path(), 20, 20);  // 100 images: 7 batches of 16 per epoch (the last of 4)
   const RunConfig config = tiny_config(data.path(), 2);
-  train(config, straight.path(), false, {});
+  const TrainResult uninterrupted = train(config, straight.path(), false, {});
+  ASSERT_EQ(uninterrupted.history.size(), 2u);
 
-  // Stop twice: mid-epoch 1 and mid-epoch 2, resuming each time.
-  int batches = 0;
-  TrainHooks stop_after_3;
-  stop_after_3.should_stop = [&] { return ++batches % 3 == 0 && batches < 10; };
-  TrainResult first = train(config, interrupted.path(), false, stop_after_3);
+  // Stop twice, resuming each time: after batch 3 of epoch 1, then after batch 2 of epoch 2.
+  // The second run polls after batches 4..7 of epoch 1 (polls 1-4), after epoch 1 (5), then after
+  // batches 1 and 2 of epoch 2 (6, 7). last.pt's epoch is the last completed one.
+  TrainResult first = train(config, interrupted.path(), false, stop_at_poll(3));
   ASSERT_TRUE(first.interrupted);
-  EXPECT_EQ(CheckpointReader(last_checkpoint_path(interrupted.path())).meta().step, 3);
-  TrainResult second = train(config, interrupted.path(), true, stop_after_3);
+  EXPECT_TRUE(first.history.empty());
+  const CheckpointReader after_first(last_checkpoint_path(interrupted.path()));
+  EXPECT_EQ(after_first.meta().epoch, 0);
+  EXPECT_EQ(after_first.meta().step, 3);
+  TrainResult second = train(config, interrupted.path(), true, stop_at_poll(7));
   ASSERT_TRUE(second.interrupted);
+  ASSERT_EQ(second.history.size(), 1u);
+  const CheckpointReader after_second(last_checkpoint_path(interrupted.path()));
+  EXPECT_EQ(after_second.meta().epoch, 1);
+  EXPECT_EQ(after_second.meta().step, 2);
   TrainResult last = train(config, interrupted.path(), true, {});
   ASSERT_FALSE(last.interrupted);
   ASSERT_EQ(last.history.size(), 2u);
@@ -131,26 +187,22 @@ TEST(Train, ResumeAfterInterruptionMatchesAnUninterruptedRun) {
   const auto b = weights_of(last_checkpoint_path(interrupted.path()));
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
-  EXPECT_EQ(read_text(metrics_path(straight.path())).substr(0, 40), read_text(metrics_path(interrupted.path())).substr(0, 40));
+
+  // Each epoch's averages, both over batches split across processes, are those of the
+  // uninterrupted run: in metrics.csv and, at full precision, in the returned history.
+  expect_same_averages(straight.path(), interrupted.path());
+  for (size_t i = 0; i < 2; ++i) {
+    const EpochMetrics &e = uninterrupted.history[i], &r = last.history[i];
+    EXPECT_EQ(r.epoch, e.epoch);
+    EXPECT_EQ(r.train_loss, e.train_loss) << "epoch " << e.epoch;
+    EXPECT_EQ(r.train_acc, e.train_acc) << "epoch " << e.epoch;
+    EXPECT_EQ(r.test_loss, e.test_loss) << "epoch " << e.epoch;
+    EXPECT_EQ(r.test_acc, e.test_acc) << "epoch " << e.epoch;
+  }
 }
 
 // Thrown from TrainHooks::after_write to end a run at that exact moment, as kill -9 would.
 struct Crash {};
-
-// metrics.csv as (epoch, test_acc) pairs, in file order.
-std::vector<std::pair<int64_t, double>> metrics_rows(const std::string& run_dir) {
-  std::vector<std::pair<int64_t, double>> rows;
-  std::istringstream csv(read_text(metrics_path(run_dir)));
-  std::string line;
-  std::getline(csv, line);  // header
-  while (std::getline(csv, line)) {
-    std::vector<double> v;
-    std::istringstream row(line);
-    for (std::string cell; std::getline(row, cell, ',');) v.push_back(std::stod(cell));
-    rows.emplace_back(static_cast<int64_t>(v.at(0)), v.at(4));
-  }
-  return rows;
-}
 
 TEST(Train, ACrashAfterAnyFileIsWrittenResumesToTheSameRecord) {
   // A kill right after last.pt's rename used to lose that epoch's metrics row for good, and after
@@ -165,7 +217,7 @@ TEST(Train, ACrashAfterAnyFileIsWrittenResumesToTheSameRecord) {
   train(config, straight.path(), false, count);
   const auto expected = metrics_rows(straight.path());
   ASSERT_EQ(expected.size(), 2u);
-  ASSERT_GT(expected[1].second, expected[0].second);  // epoch 2 writes best.pt too: every kind of write is covered
+  ASSERT_GT(expected[1].test_acc, expected[0].test_acc);  // epoch 2 writes best.pt too: every kind of write is covered
   ASSERT_EQ(writes, 7);  // config.yaml, then last.pt, best.pt, metrics.csv per epoch
 
   for (int crash_at = 0; crash_at < writes; ++crash_at) {
@@ -181,15 +233,15 @@ TEST(Train, ACrashAfterAnyFileIsWrittenResumesToTheSameRecord) {
     const bool committed = std::filesystem::exists(last_checkpoint_path(run.path()));
     const TrainResult resumed = train(config, run.path(), committed, {});
 
-    EXPECT_EQ(metrics_rows(run.path()), expected);  // every epoch's row exactly once, same numbers
+    expect_same_averages(straight.path(), run.path());  // every epoch's row exactly once, same numbers
     EXPECT_EQ(resumed.history.size(), 2u);
     const auto best_row = *std::max_element(expected.begin(), expected.end(), [](const auto& a, const auto& b) {
-      return a.second < b.second;  // the first of equal accuracies is the best, as in train()
+      return a.test_acc < b.test_acc;  // the first of equal accuracies is the best, as in train()
     });
     const CheckpointReader best(best_checkpoint_path(run.path()));
-    EXPECT_EQ(best.meta().epoch, best_row.first);
-    EXPECT_DOUBLE_EQ(best.meta().last_test_acc, best_row.second);
-    EXPECT_DOUBLE_EQ(resumed.best_test_acc, best_row.second);
+    EXPECT_EQ(best.meta().epoch, best_row.epoch);
+    EXPECT_DOUBLE_EQ(best.meta().last_test_acc, best_row.test_acc);
+    EXPECT_DOUBLE_EQ(resumed.best_test_acc, best_row.test_acc);
     const auto a = weights_of(last_checkpoint_path(straight.path()));
     const auto b = weights_of(last_checkpoint_path(run.path()));
     for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
