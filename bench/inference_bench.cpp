@@ -9,6 +9,7 @@
 #include <ostream>
 
 #include "artifact.h"
+#include "torchscript_builder.h"
 #include "checkpoint.h"
 #include "latency.h"
 
@@ -39,7 +40,7 @@ std::vector<InferenceBenchRow> run_inference_bench(const InferenceBenchOptions& 
   auto trained = checkpoint.load_model();
   trained->eval();
   auto build = [&](WeightFormat format) {
-    return build_torchscript(*trained, meta.model_name, meta.spec, meta.normalization, meta.classes, format);
+    return build_torchscript(*trained, meta.model.name, meta.spec, meta.normalization, meta.classes, format);
   };
   auto optimized = [](torch::jit::Module m) { return torch::jit::optimize_for_inference(m); };
 

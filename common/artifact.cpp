@@ -1,4 +1,4 @@
-// Building, saving and loading TorchScript artifacts.
+// Saving, loading and checking TorchScript artifacts.
 #include "artifact.h"
 
 #include <nlohmann/json.hpp>
@@ -13,49 +13,13 @@
 namespace maas {
 namespace {
 
-// A jit module of its own class, with the `training` attribute eval() and freeze() expect.
-torch::jit::Module new_module(const std::string& class_name, const std::shared_ptr<torch::jit::CompilationUnit>& cu) {
-  torch::jit::Module m(c10::QualifiedName("__torch__.maas." + class_name), cu, /*shouldMangle=*/true);
-  m.register_attribute("training", c10::BoolType::get(), false);
-  return m;
-}
-
-// Per-output-channel symmetric quantization: weight ~= weight_int8 * weight_scale.
-std::pair<torch::Tensor, torch::Tensor> quantize_int8(const torch::Tensor& weight) {
-  std::vector<int64_t> scale_shape(weight.dim(), 1);
-  scale_shape[0] = weight.size(0);
-  auto scale = weight.abs().flatten(1).amax(1).clamp_min(1e-12).div(127.0).view(scale_shape);
-  auto q = weight.div(scale).round().clamp(-127, 127).to(torch::kInt8);
-  return {q, scale.to(torch::kFloat32)};
-}
-
-torch::jit::Module layer_module(const std::string& name, torch::nn::Module& layer, WeightFormat format,
-                                const std::shared_ptr<torch::jit::CompilationUnit>& cu) {
-  auto m = new_module("layer_" + name, cu);
-  auto params = layer.named_parameters(/*recurse=*/false);
-  if (!params.contains("weight") || !params.contains("bias"))
-    throw ArtifactError("layer '" + name + "' has no weight and bias; build_torchscript cannot convert it");
-  auto weight = params["weight"].detach().contiguous().clone();
-  m.register_parameter("bias", params["bias"].detach().clone(), /*is_buffer=*/false);
-  if (format == WeightFormat::kInt8) {
-    auto [q, scale] = quantize_int8(weight);
-    m.register_buffer("weight_int8", q);
-    m.register_buffer("weight_scale", scale);
-    m.define("def w(self) -> Tensor:\n    return self.weight_int8.float() * self.weight_scale\n");
-  } else {
-    m.register_parameter("weight", weight, /*is_buffer=*/false);
-    m.define("def w(self) -> Tensor:\n    return self.weight\n");
-  }
-  return m;
-}
-
 ArtifactInfo parse_info(const std::string& json_text, const std::string& origin) {
   ArtifactInfo info;
   info.metadata_json = json_text;
   try {
     const auto j = nlohmann::json::parse(json_text);
     const int version = j.at("format_version").get<int>();
-    if (version != kArtifactFormatVersion)
+    if (version != kArtifactFormatVersion && version != 1)
       throw ArtifactError(origin + ": artifact format " + std::to_string(version) + ", this build reads " +
                           std::to_string(kArtifactFormatVersion));
     info.model_name = j.at("model").at("name").get<std::string>();
@@ -90,36 +54,6 @@ Artifact load_from_bytes(const std::string& bytes, const std::string& origin, co
 }
 
 }  // namespace
-
-torch::jit::Module build_torchscript(ClassifierImpl& model, const std::string& model_name, const ModelSpec& spec,
-                                     const Normalization& normalization, const std::vector<std::string>& classes,
-                                     WeightFormat format) {
-  if (static_cast<int64_t>(classes.size()) != spec.classes)
-    throw ArtifactError("model has " + std::to_string(spec.classes) + " outputs but " +
-                        std::to_string(classes.size()) + " class names");
-  torch::NoGradGuard no_grad;
-  auto cu = std::make_shared<torch::jit::CompilationUnit>();
-  auto top = new_module(model_name, cu);
-  for (const auto& child : model.named_children())
-    top.register_module(child.key(), layer_module(child.key(), *child.value(), format, cu));
-  top.register_buffer("pixel_scale", normalization.scale());
-  top.register_buffer("pixel_shift", normalization.shift());
-  c10::List<std::string> names;
-  for (const auto& c : classes) names.push_back(c);
-  top.register_attribute("classes", c10::ListType::ofStrings(), names);
-
-  const std::string c = std::to_string(spec.channels), h = std::to_string(spec.height),
-                    w = std::to_string(spec.width);
-  top.define(model.torchscript_classify());
-  top.define(
-      "def forward(self, images: Tensor) -> Tensor:\n"
-      "    assert images.dim() == 4 and images.size(1) == " + c + " and images.size(2) == " + h +
-      " and images.size(3) == " + w + ", 'expected images of shape [N, " + c + ", " + h + ", " + w + "]'\n"
-      "    x = torch.addcmul(self.pixel_shift, images.float(), self.pixel_scale)\n"
-      "    return self.classify(x)\n");
-  top.eval();
-  return top;
-}
 
 std::string artifact_bytes(const torch::jit::Module& module, const std::string& metadata_json) {
   std::ostringstream bytes;

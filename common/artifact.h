@@ -1,4 +1,4 @@
-// maas artifacts: self-describing TorchScript files built from a trained classifier.
+// maas artifacts: self-describing TorchScript files of trained classifiers (format, reading, writing).
 //
 // Contract of an artifact (what maas-export writes and maas-serve loads):
 //   forward(images) takes raw pixels 0..255, uint8 or float32, [N, C, H, W], normalizes them
@@ -13,7 +13,6 @@
 #include <vector>
 
 #include "dataset.h"
-#include "models.h"
 #include "torchscript_loader.h"
 
 namespace maas {
@@ -24,21 +23,11 @@ class ArtifactError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-enum class WeightFormat {
-  kFloat32,
-  kInt8,  // per-output-channel symmetric int8 weights, dequantized in w(); biases stay float32
-};
-inline const char* to_string(WeightFormat format) { return format == WeightFormat::kInt8 ? "int8" : "float32"; }
-
-constexpr int64_t kArtifactFormatVersion = 1;
+// 2: the forward's model is traced from the C++ module (export/torchscript_builder.h), metadata
+// model.options/macs. Version 1 artifacts (scripted layer by layer) follow the same contract and
+// are still read.
+constexpr int64_t kArtifactFormatVersion = 2;
 constexpr const char* kMetadataFile = "metadata.json";
-
-// Builds the TorchScript module of `model` (eval semantics): one submodule per layer holding
-// copies of its weights, normalization buffers, the `classes` attribute and `training`
-// attributes so eval(), freeze() and optimize_for_inference() work. The model is not changed.
-torch::jit::Module build_torchscript(ClassifierImpl& model, const std::string& model_name, const ModelSpec& spec,
-                                     const Normalization& normalization, const std::vector<std::string>& classes,
-                                     WeightFormat format);
 
 // What serving and benchmarking need from metadata.json, parsed and checked.
 struct ArtifactInfo {

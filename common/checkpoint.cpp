@@ -10,7 +10,9 @@
 namespace maas {
 namespace {
 
-constexpr int64_t kFormatVersion = 1;
+// 2: meta/model_widths and meta/model_width (model hyperparameters). Version 1 files are read
+// as the architecture's default widths, which is what they were trained with.
+constexpr int64_t kFormatVersion = 2;
 constexpr size_t kHistoryColumns = 8;  // numbers per EpochMetrics row in meta/history
 
 c10::List<std::string> to_list(const std::vector<std::string>& v) {
@@ -42,7 +44,9 @@ std::string checkpoint_bytes(const CheckpointMeta& meta, torch::nn::Module& mode
                              torch::optim::Optimizer* optimizer) {
   torch::serialize::OutputArchive archive;
   archive.write("meta/format_version", c10::IValue(kFormatVersion));
-  archive.write("meta/model_name", c10::IValue(meta.model_name));
+  archive.write("meta/model_name", c10::IValue(meta.model.name));
+  archive.write("meta/model_widths", c10::IValue(c10::List<int64_t>(meta.model.widths)));
+  archive.write("meta/model_width", c10::IValue(meta.model.width));
   archive.write("meta/spec", c10::IValue(c10::List<int64_t>(
                                  {meta.spec.channels, meta.spec.height, meta.spec.width, meta.spec.classes})));
   archive.write("meta/classes", c10::IValue(to_list(meta.classes)));
@@ -104,7 +108,7 @@ CheckpointReader::CheckpointReader(const std::string& path) : path_(path) {
     c10::IValue v;
     if (!archive_->try_read("meta/format_version", v))
       throw CheckpointError(path + ": not a maas checkpoint (no meta/format_version)");
-    if (v.toInt() != kFormatVersion)
+    if (v.toInt() != kFormatVersion && v.toInt() != 1)
       throw CheckpointError(path + ": checkpoint format " + std::to_string(v.toInt()) + ", this build reads " +
                             std::to_string(kFormatVersion));
     auto read = [&](const char* key) {
@@ -112,7 +116,11 @@ CheckpointReader::CheckpointReader(const std::string& path) : path_(path) {
       archive_->read(key, value);
       return value;
     };
-    meta_.model_name = read("meta/model_name").toStringRef();
+    meta_.model.name = read("meta/model_name").toStringRef();
+    if (v.toInt() >= 2) {
+      meta_.model.widths = read("meta/model_widths").toIntVector();
+      meta_.model.width = read("meta/model_width").toDouble();
+    }
     auto spec = read("meta/spec").toIntVector();
     if (spec.size() != 4) throw CheckpointError(path + ": malformed meta/spec");
     meta_.spec = {spec[0], spec[1], spec[2], spec[3]};
@@ -145,9 +153,13 @@ CheckpointReader::CheckpointReader(const std::string& path) : path_(path) {
 }
 
 std::shared_ptr<ClassifierImpl> CheckpointReader::load_model() const {
-  if (!has_model(meta_.model_name))
-    throw CheckpointError(path_ + ": records model '" + meta_.model_name + "', which this build does not know");
-  auto model = make_model(meta_.model_name, meta_.spec);
+  std::shared_ptr<ClassifierImpl> model;
+  try {
+    model = make_model(meta_.model, meta_.spec);
+  } catch (const std::exception& e) {  // ConfigError (unknown name, bad widths) or a spec it cannot take
+    throw CheckpointError(path_ + ": records model '" + meta_.model.name + "', which this build cannot build (" +
+                          e.what() + ")");
+  }
   restore_model(*model);
   return model;
 }
@@ -155,17 +167,20 @@ std::shared_ptr<ClassifierImpl> CheckpointReader::load_model() const {
 void CheckpointReader::restore_model(torch::nn::Module& model) const {
   try {
     // Module::load replaces tensors whatever their shape, so compare shapes around it.
-    std::vector<std::vector<int64_t>> expected;
-    for (const auto& t : model.parameters()) expected.push_back(t.sizes().vec());
+    auto shapes = [&] {  // parameters and buffers (BatchNorm statistics), in registration order
+      std::vector<std::vector<int64_t>> s;
+      for (const auto& t : model.parameters()) s.push_back(t.sizes().vec());
+      for (const auto& t : model.buffers()) s.push_back(t.sizes().vec());
+      return s;
+    };
+    const auto expected = shapes();
     torch::serialize::InputArchive model_archive;
     archive_->read("model", model_archive);
     model.load(model_archive);
-    const auto loaded = model.parameters();
-    bool same = loaded.size() == expected.size();
-    for (size_t i = 0; same && i < loaded.size(); ++i) same = loaded[i].sizes().vec() == expected[i];
+    const bool same = shapes() == expected;
     if (!same) throw std::runtime_error("shape mismatch");
   } catch (const std::exception& e) {
-    throw CheckpointError(path_ + ": weights do not fit model '" + meta_.model_name +
+    throw CheckpointError(path_ + ": weights do not fit model '" + meta_.model.name +
                           "' (different architecture or data shape?)");
   }
 }

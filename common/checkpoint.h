@@ -32,7 +32,7 @@ struct EpochMetrics {
 
 // Everything a checkpoint records besides the tensors of the model and the optimizer.
 struct CheckpointMeta {
-  std::string model_name;
+  ModelOptions model;  // the architecture and its hyperparameters: rebuilds the exact network
   ModelSpec spec;
   std::vector<std::string> classes;
   Normalization normalization;
@@ -66,7 +66,7 @@ class CheckpointReader {
   // Throws CheckpointError when the file is missing, not a maas checkpoint, or corrupt.
   explicit CheckpointReader(const std::string& path);
   const CheckpointMeta& meta() const { return meta_; }
-  // Builds the recorded architecture from the registry and loads its weights.
+  // Builds the recorded architecture (with its hyperparameters) and loads its weights.
   std::shared_ptr<ClassifierImpl> load_model() const;
   // Loads weights into an existing model; throws CheckpointError if shapes or names differ.
   void restore_model(torch::nn::Module& model) const;

@@ -37,31 +37,41 @@ std::vector<ConfigField> fields_of(RunConfig& c) {
     };
   };
   auto any = [] { return std::string(); };
+  const bool may_change = true;  // resume_may_change
   return {
       {"data.dataset", &c.data.dataset,
        [&c]() -> std::string {
          if (c.data.dataset == "cifar10" || c.data.dataset == "fashion-mnist") return "";
          return "must be one of: cifar10, fashion-mnist";
        }},
-      {"data.root", &c.data.root,
-       [&c]() -> std::string { return c.data.root.empty() ? "must not be empty" : ""; }},
+      {"data.root", &c.data.root, [&c]() -> std::string { return c.data.root.empty() ? "must not be empty" : ""; },
+       may_change},
       {"data.train_limit", &c.data.train_limit, non_negative(&c.data.train_limit)},
       {"data.test_limit", &c.data.test_limit, non_negative(&c.data.test_limit)},
       {"model.name", &c.model.name,
        [&c]() -> std::string {
-         if (has_model(c.model.name)) return "";
+         if (find_architecture(c.model.name)) return "";
          std::string names;
-         for (const auto& n : model_names()) names += (names.empty() ? "" : ", ") + n;
+         for (const auto& a : architectures()) names += (names.empty() ? "" : ", ") + a.name;
          return "unknown model; known models: " + names;
        }},
-      {"train.epochs", &c.train.epochs, positive(&c.train.epochs)},
+      {"model.widths", &c.model.widths,
+       [&c]() -> std::string {
+         for (int64_t w : c.model.widths)
+           if (w < 1 || w > 4096) return "each width must be in 1..4096";
+         return "";
+       }},
+      {"model.width", &c.model.width,
+       [&c]() -> std::string { return c.model.width > 0 && c.model.width <= 16 ? "" : "must be in (0, 16]"; }},
+      {"train.epochs", &c.train.epochs, positive(&c.train.epochs), may_change},
       {"train.batch_size", &c.train.batch_size, in_range(&c.train.batch_size, 1, kMaxBatchSize)},
-      {"train.eval_batch_size", &c.train.eval_batch_size, in_range(&c.train.eval_batch_size, 1, kMaxBatchSize)},
+      {"train.eval_batch_size", &c.train.eval_batch_size, in_range(&c.train.eval_batch_size, 1, kMaxBatchSize),
+       may_change},
       {"train.lr", &c.train.lr,
        [&c]() -> std::string { return c.train.lr > 0 && c.train.lr < 10 ? "" : "must be in (0, 10)"; }},
       {"train.seed", &c.train.seed, non_negative(&c.train.seed)},
-      {"train.threads", &c.train.threads, in_range(&c.train.threads, 0, kMaxThreads)},
-      {"train.channels_last", &c.train.channels_last, any},
+      {"train.threads", &c.train.threads, in_range(&c.train.threads, 0, kMaxThreads), may_change},
+      {"train.channels_last", &c.train.channels_last, any, may_change},
   };
 }
 
@@ -221,9 +231,11 @@ void resolve(const YAML::Node& root, const std::string& origin, const std::vecto
     auto field = std::find_if(fields.begin(), fields.end(), [&](const ConfigField& f) { return f.key == key; });
     if (field == fields.end())
       throw ConfigError("unknown key '" + key + "' (" + leaf.origin + "); known keys: " + known_keys(fields));
-    if (!leaf.value.IsScalar())
-      throw ConfigError("key '" + key + "' (" + leaf.origin + "): expected a single value");
-    const std::string text = leaf.value.Scalar();
+    const bool is_list = std::holds_alternative<std::vector<int64_t>*>(field->target);
+    if (is_list ? !leaf.value.IsSequence() : !leaf.value.IsScalar())
+      throw ConfigError("key '" + key + "' (" + leaf.origin + "): expected " +
+                        (is_list ? "a list such as [64, 128, 256]" : "a single value"));
+    const std::string text = is_list ? YAML::Dump(leaf.value) : leaf.value.Scalar();
     try {
       std::visit([&](auto* target) { *target = leaf.value.as<std::remove_pointer_t<decltype(target)>>(); },
                  field->target);
@@ -234,6 +246,7 @@ void resolve(const YAML::Node& root, const std::string& origin, const std::vecto
             if constexpr (std::is_same_v<T, int64_t>) return "an integer";
             if constexpr (std::is_same_v<T, double>) return "a number";
             if constexpr (std::is_same_v<T, bool>) return "true or false";
+            if constexpr (std::is_same_v<T, std::vector<int64_t>>) return "a list of integers";
             return "a string";
           },
           field->target);
@@ -261,7 +274,10 @@ std::string fields_to_yaml(const std::vector<ConfigField>& fields) {
   YAML::Node root;
   for (const auto& f : fields) {
     const auto dot = f.key.find('.');
-    std::visit([&](auto* v) { root[f.key.substr(0, dot)][f.key.substr(dot + 1)] = *v; }, f.target);
+    YAML::Node value;
+    std::visit([&](auto* v) { value = *v; }, f.target);
+    if (value.IsSequence()) value.SetStyle(YAML::EmitterStyle::Flow);  // [64, 128], one line
+    root[f.key.substr(0, dot)][f.key.substr(dot + 1)] = value;
   }
   YAML::Emitter out;
   out.SetDoublePrecision(17);
@@ -269,17 +285,40 @@ std::string fields_to_yaml(const std::vector<ConfigField>& fields) {
   return std::string(out.c_str()) + "\n";
 }
 
+std::string field_value_yaml(const ConfigField& field) {
+  YAML::Emitter out;
+  out.SetDoublePrecision(17);
+  out << YAML::Flow;
+  std::visit([&](auto* v) { out << *v; }, field.target);
+  return out.c_str();
+}
+
 RunConfig parse_run_config(const std::string& yaml_text, const std::string& origin,
                            const std::vector<std::string>& overrides) {
   RunConfig config;
   apply_config(yaml_text, origin, overrides, fields_of(config));
+  check_model_options(config.model);  // keys that are valid alone but not together (model.widths' count)
   return config;
 }
 
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
   RunConfig config;
   apply_config_file(path, overrides, fields_of(config));
+  check_model_options(config.model);
   return config;
+}
+
+std::vector<std::string> resume_conflicts(const RunConfig& saved, const RunConfig& requested) {
+  RunConfig a = saved, b = requested;
+  const auto before = fields_of(a), now = fields_of(b);
+  std::vector<std::string> conflicts;
+  for (size_t i = 0; i < before.size(); ++i) {
+    if (before[i].resume_may_change) continue;
+    const std::string old_value = field_value_yaml(before[i]), new_value = field_value_yaml(now[i]);
+    if (old_value != new_value)
+      conflicts.push_back(before[i].key + ": " + old_value + " in the run, " + new_value + " now");
+  }
+  return conflicts;
 }
 
 std::string to_yaml(const RunConfig& config) {

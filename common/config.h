@@ -8,6 +8,8 @@
 #include <variant>
 #include <vector>
 
+#include "model_options.h"
+
 namespace maas {
 
 // Thrown for any invalid configuration; the message names the key and where its value came from.
@@ -20,8 +22,9 @@ class ConfigError : public std::runtime_error {
 // Options structs list their fields once; loading, validation and writing all use that list.
 struct ConfigField {
   std::string key;  // dotted, "section.name"
-  std::variant<std::string*, int64_t*, double*, bool*> target;
+  std::variant<std::string*, int64_t*, double*, bool*, std::vector<int64_t>*> target;  // vector: a YAML list
   std::function<std::string()> check;  // "" when the current value is valid, else what is wrong
+  bool resume_may_change = false;       // a resumed run may take a new value (it does not alter results)
 };
 
 // Sets `fields` from YAML text (nested mappings), then from "key=value" overrides (value parsed
@@ -42,10 +45,6 @@ struct DataOptions {
   std::string root = "data/cifar-10-batches-bin";  // folder holding the data set's files
   int64_t train_limit = 0;                       // use the first N training images; 0 = all
   int64_t test_limit = 0;                        // use the first N test images; 0 = all
-};
-
-struct ModelOptions {
-  std::string name = "cnn";  // a name from the model registry (models.h)
 };
 
 struct TrainOptions {
@@ -76,6 +75,16 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::string& orig
 
 // The full resolved configuration as YAML, every key present; parse_run_config reads it back.
 std::string to_yaml(const RunConfig& config);
+
+// The keys a resume may not change whose values differ between `saved` (the run's config.yaml)
+// and `requested` (the command's config), one line each, e.g.
+// "train.batch_size: 32 in the run, 64 now". Empty when the run may be resumed with `requested`.
+// Keys that do not alter results (ConfigField::resume_may_change: epochs, threads, data.root,
+// eval batch size, memory format) may differ.
+std::vector<std::string> resume_conflicts(const RunConfig& saved, const RunConfig& requested);
+
+// The value of one field as YAML text ("32", "[64, 128]", "cnn").
+std::string field_value_yaml(const ConfigField& field);
 
 // The machine's cores (at least 1), and a thread-count setting resolved: 0 = all cores.
 int64_t core_count();

@@ -1,86 +1,93 @@
-// Architectures and the registry that creates them by name.
+// The registry of architectures, their options, and what a model costs (parameters, MACs).
 #include "models.h"
 
-#include <functional>
+#include <algorithm>
+#include <cmath>
 #include <iomanip>
-#include <map>
 #include <sstream>
-#include <stdexcept>
+
+#include "config.h"
+#include "models/airbench.h"
+#include "models/cnn.h"
+#include "models/resnet9.h"
+#include "tracing.h"
 
 namespace maas {
 namespace {
 
-using Factory = std::function<std::shared_ptr<ClassifierImpl>(const ModelSpec&)>;
+// Widths above this only exhaust memory on the machines maas targets (a 4096-channel 3x3
+// convolution alone holds 150M weights).
+constexpr int64_t kMaxWidth = 4096;
 
-const std::map<std::string, Factory>& registry() {
-  static const std::map<std::string, Factory> models = {
-      {"cnn", [](const ModelSpec& s) { return std::make_shared<CnnImpl>(s); }},
-  };
-  return models;
+template <typename Net>
+std::shared_ptr<ClassifierImpl> make(const ModelSpec& spec, const std::vector<int64_t>& widths) {
+  return std::make_shared<Net>(spec, widths);
 }
 
-// Side after a valid 3x3 convolution followed (optionally) by 2x2 max pooling.
-int64_t conv3(int64_t side) { return side - 2; }
-int64_t pool2(int64_t side) { return side / 2; }
+std::string join(const std::vector<int64_t>& values) {
+  std::string out;
+  for (int64_t v : values) out += (out.empty() ? "" : ", ") + std::to_string(v);
+  return "[" + out + "]";
+}
 
 }  // namespace
 
-CnnImpl::CnnImpl(const ModelSpec& spec) {
-  const int64_t h = conv3(pool2(conv3(pool2(conv3(spec.height)))));
-  const int64_t w = conv3(pool2(conv3(pool2(conv3(spec.width)))));
-  if (h < 1 || w < 1)
-    throw std::invalid_argument("model 'cnn' needs images of at least 18x18 pixels, got " +
-                                std::to_string(spec.height) + "x" + std::to_string(spec.width));
+const std::vector<Architecture>& architectures() {
+  static const std::vector<Architecture> table = {
+      {"airbench", "airbench-style: 2x2 stem, three conv groups (conv, pool, BN, GELU, conv, BN, GELU)",
+       {64, 256, 256}, make<AirbenchImpl>},
+      {"cnn", "the seed CNN: three 3x3 convolutions, two fully connected layers, no BatchNorm", {32, 64, 64, 64},
+       make<CnnImpl>},
+      {"resnet9", "Myrtle's ResNet-9: conv-BN-ReLU, widths 64-128-256-512, two residual blocks",
+       {64, 128, 256, 512}, make<ResNet9Impl>},
+  };
+  return table;
+}
+
+const Architecture* find_architecture(const std::string& name) {
+  for (const auto& a : architectures())
+    if (a.name == name) return &a;
+  return nullptr;
+}
+
+void check_model_options(const ModelOptions& options) {
+  const Architecture* arch = find_architecture(options.name);
+  if (!arch) {
+    std::string names;
+    for (const auto& a : architectures()) names += (names.empty() ? "" : ", ") + a.name;
+    throw ConfigError("key 'model.name': unknown model '" + options.name + "'; known models: " + names);
+  }
+  if (!options.widths.empty()) {
+    if (options.widths.size() != arch->default_widths.size())
+      throw ConfigError("key 'model.widths': model '" + options.name + "' takes " +
+                        std::to_string(arch->default_widths.size()) + " widths (default " +
+                        join(arch->default_widths) + "), got " + join(options.widths));
+    for (int64_t w : options.widths)
+      if (w < 1 || w > kMaxWidth)
+        throw ConfigError("key 'model.widths': " + join(options.widths) + ": each width must be in 1.." +
+                          std::to_string(kMaxWidth));
+  }
+  if (!(options.width > 0) || options.width > 16)
+    throw ConfigError("key 'model.width': " + std::to_string(options.width) + " must be in (0, 16]");
+  for (int64_t w : resolved_widths(options))
+    if (w > kMaxWidth)
+      throw ConfigError("key 'model.width': scales a width to " + std::to_string(w) + ", more than " +
+                        std::to_string(kMaxWidth));
+}
+
+std::vector<int64_t> resolved_widths(const ModelOptions& options) {
+  const Architecture* arch = find_architecture(options.name);
+  if (!arch) throw ConfigError("key 'model.name': unknown model '" + options.name + "'");
+  std::vector<int64_t> widths = options.widths.empty() ? arch->default_widths : options.widths;
+  for (int64_t& w : widths) w = std::max<int64_t>(1, std::llround(static_cast<double>(w) * options.width));
+  return widths;
+}
+
+std::shared_ptr<ClassifierImpl> make_model(const ModelOptions& options, const ModelSpec& spec) {
+  check_model_options(options);
   if (spec.channels < 1 || spec.classes < 2)
-    throw std::invalid_argument("model 'cnn' needs >= 1 channel and >= 2 classes");
-  conv1_ = register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(spec.channels, 32, 3)));
-  conv2_ = register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(32, 64, 3)));
-  conv3_ = register_module("conv3", torch::nn::Conv2d(torch::nn::Conv2dOptions(64, 64, 3)));
-  fc1_ = register_module("fc1", torch::nn::Linear(64 * h * w, 64));
-  fc2_ = register_module("fc2", torch::nn::Linear(64, spec.classes));
-}
-
-torch::Tensor CnnImpl::forward(torch::Tensor x) {
-  // Pooling before ReLU gives the same values and gradients as ReLU before pooling (ReLU is
-  // monotonic) while the ReLU touches a quarter of the elements.
-  x = torch::max_pool2d(conv1_->forward(x), 2).relu_();
-  x = torch::max_pool2d(conv2_->forward(x), 2).relu_();
-  x = conv3_->forward(x).relu_();
-  // fc1 and fc2 are Linear layers computed as convolutions that cover the whole feature map:
-  // the same sums, but run by oneDNN instead of the system BLAS (Debian's reference BLAS makes
-  // the plain Linear ~5x slower). A [64, 64*h*w] weight viewed as [64, 64, h, w] reads the
-  // features in NCHW flatten order, exactly as Linear(flatten(x)) would.
-  x = torch::conv2d(x, fc1_->weight.view({fc1_->weight.size(0), x.size(1), x.size(2), x.size(3)}), fc1_->bias).relu_();
-  x = torch::conv2d(x, fc2_->weight.view({fc2_->weight.size(0), fc2_->weight.size(1), 1, 1}), fc2_->bias);
-  return x.flatten(1);
-}
-
-// Keep in step with CnnImpl::forward; the golden test (tests/export_test.cpp) compares the two.
-std::string CnnImpl::torchscript_classify() const {
-  return R"(
-def classify(self, x: Tensor) -> Tensor:
-    x = torch.relu(torch.max_pool2d(torch.conv2d(x, self.conv1.w(), self.conv1.bias), 2))
-    x = torch.relu(torch.max_pool2d(torch.conv2d(x, self.conv2.w(), self.conv2.bias), 2))
-    x = torch.relu(torch.conv2d(x, self.conv3.w(), self.conv3.bias))
-    w1 = self.fc1.w()
-    x = torch.relu(torch.conv2d(x, w1.view(w1.size(0), x.size(1), x.size(2), x.size(3)), self.fc1.bias))
-    w2 = self.fc2.w()
-    return torch.flatten(torch.conv2d(x, w2.view(w2.size(0), w2.size(1), 1, 1), self.fc2.bias), 1)
-)";
-}
-
-std::shared_ptr<ClassifierImpl> make_model(const std::string& name, const ModelSpec& spec) {
-  auto it = registry().find(name);
-  if (it == registry().end()) throw std::invalid_argument("unknown model '" + name + "'");
-  return it->second(spec);
-}
-
-bool has_model(const std::string& name) { return registry().count(name) > 0; }
-
-std::vector<std::string> model_names() {
-  std::vector<std::string> names;
-  for (const auto& entry : registry()) names.push_back(entry.first);
-  return names;
+    throw std::invalid_argument("model '" + options.name + "' needs >= 1 channel and >= 2 classes");
+  return find_architecture(options.name)->make(spec, resolved_widths(options));
 }
 
 int64_t parameter_count(const torch::nn::Module& model) {
@@ -89,20 +96,66 @@ int64_t parameter_count(const torch::nn::Module& model) {
   return n;
 }
 
+int64_t macs_per_image(ClassifierImpl& model, const ModelSpec& spec) {
+  torch::NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();  // so tracing leaves BatchNorm statistics alone
+  auto mirror = mirror_module(model, std::make_shared<torch::jit::CompilationUnit>());
+  try {
+    add_traced_method(mirror, "forward", [&](const torch::Tensor& x) { return model.forward(x); },
+                      torch::zeros({1, spec.channels, spec.height, spec.width}));
+  } catch (...) {
+    model.train(was_training);
+    throw;
+  }
+  model.train(was_training);
+  auto graph = mirror.get_method("forward").graph();
+  const auto attributes = attribute_values(*graph, mirror);
+  auto sizes = [&](const torch::jit::Value* v) -> std::vector<int64_t> {
+    const auto attribute = attributes.find(v);  // a weight read from the module: its tensor's shape
+    if (attribute != attributes.end() && attribute->second.isTensor()) return attribute->second.toTensor().sizes().vec();
+    const auto type = v->type()->cast<c10::TensorType>();
+    auto concrete = type ? type->sizes().concrete_sizes() : c10::nullopt;
+    return concrete ? *concrete : std::vector<int64_t>{};
+  };
+  auto product = [](const std::vector<int64_t>& s, size_t from) {
+    int64_t n = 1;
+    for (size_t i = from; i < s.size(); ++i) n *= s[i];
+    return n;
+  };
+  int64_t macs = 0;
+  for (const torch::jit::Node* node : graph->nodes()) {
+    const auto kind = node->kind();
+    if (kind == c10::aten::_convolution || kind == c10::aten::conv2d) {
+      // every output element sums in_channels/groups * kh * kw products: the weight's [1:] numel
+      macs += product(sizes(node->output()), 0) * product(sizes(node->input(1)), 1);
+    } else if (kind == c10::aten::linear) {
+      const auto weight = sizes(node->input(1));
+      if (weight.size() == 2) macs += product(sizes(node->output()), 0) * weight[1];
+    } else if (kind == c10::aten::matmul || kind == c10::aten::mm ||
+               kind == c10::aten::addmm) {
+      const auto left = sizes(node->input(kind == c10::aten::addmm ? 1 : 0));
+      if (!left.empty()) macs += product(sizes(node->output()), 0) * left.back();
+    }
+  }
+  return macs;
+}
+
 std::string model_summary(ClassifierImpl& model, const ModelSpec& spec) {
   std::ostringstream out;
   out << std::left << std::setw(12) << "layer" << std::setw(34) << "type" << std::right << std::setw(12)
       << "parameters\n";
   for (const auto& item : model.named_children()) {
-    int64_t n = parameter_count(*item.value());
     std::ostringstream type;
     item.value()->pretty_print(type);
     out << std::left << std::setw(12) << item.key() << std::setw(34) << type.str().substr(0, 33) << std::right
-        << std::setw(11) << n << "\n";
+        << std::setw(11) << parameter_count(*item.value()) << "\n";
   }
-  out << std::left << std::setw(46) << "total (input " + std::to_string(spec.channels) + "x" +
-                                           std::to_string(spec.height) + "x" + std::to_string(spec.width) + ")"
-      << std::right << std::setw(11) << parameter_count(model) << "\n";
+  const std::string input =
+      std::to_string(spec.channels) + "x" + std::to_string(spec.height) + "x" + std::to_string(spec.width);
+  out << std::left << std::setw(46) << "total" << std::right << std::setw(11) << parameter_count(model) << "\n";
+  out << std::left << std::setw(46) << "multiply-accumulates per " + input + " image" << std::right << std::setw(11)
+      << macs_per_image(model, spec) << "\n";
   return out.str();
 }
 

@@ -1,11 +1,21 @@
 // The model registry: every architecture maas can train, export and serve, created by name.
+//
+// Adding an architecture means writing one ordinary torch::nn module (XxxImpl + TORCH_MODULE) in a
+// file of its own under common/models/ and one entry in the table in models.cpp. Export traces the
+// module's forward (tracing.h), so the forward must compute the same operations for every input:
+// no branches on the input's values, and no batch size baked in (use flatten(1), not
+// view({N, -1})). The export verification runs other batch sizes than the traced one and refuses
+// an artifact that differs.
 #pragma once
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "model_options.h"
 
 namespace maas {
 
@@ -21,36 +31,49 @@ struct ModelSpec {
 class ClassifierImpl : public torch::nn::Module {
  public:
   virtual torch::Tensor forward(torch::Tensor images) = 0;
-  // The same computation as forward() in TorchScript: the source of a method
-  // `classify(self, x: Tensor) -> Tensor`. Each layer is a submodule named as in this module
-  // ("conv1") with a method w() giving its float weight and an attribute `bias`; see artifact.cpp.
-  virtual std::string torchscript_classify() const = 0;
 };
 
-// The seed CNN: Conv(C->32,3x3) ReLU MaxPool2, Conv(32->64,3x3) ReLU MaxPool2, Conv(64->64,3x3)
-// ReLU, Flatten, Linear(->64) ReLU, Linear(64->classes). 122,570 parameters for CIFAR-10.
-class CnnImpl : public ClassifierImpl {
- public:
-  // Throws std::invalid_argument when the input is too small for the three valid convolutions.
-  explicit CnnImpl(const ModelSpec& spec);
-  torch::Tensor forward(torch::Tensor images) override;
-  std::string torchscript_classify() const override;
-
- private:
-  torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr}, conv3_{nullptr};
-  torch::nn::Linear fc1_{nullptr}, fc2_{nullptr};
+// One registered architecture.
+struct Architecture {
+  std::string name;
+  std::string description;              // one line: what it is, where it comes from
+  std::vector<int64_t> default_widths;  // channels per stage: model.widths when it is not set
+  // Builds the network with fresh weights from torch's global RNG. Throws std::invalid_argument
+  // when the spec cannot be taken (e.g. images too small), naming the architecture.
+  std::function<std::shared_ptr<ClassifierImpl>(const ModelSpec&, const std::vector<int64_t>& widths)> make;
 };
-TORCH_MODULE(Cnn);
 
-// Builds the named architecture with freshly initialized weights (uses torch's global RNG).
-// Throws std::invalid_argument for an unknown name or a spec the architecture cannot take.
-std::shared_ptr<ClassifierImpl> make_model(const std::string& name, const ModelSpec& spec);
-bool has_model(const std::string& name);
-std::vector<std::string> model_names();
+// Every registered architecture, sorted by name.
+const std::vector<Architecture>& architectures();
+// nullptr when no architecture has that name.
+const Architecture* find_architecture(const std::string& name);
+
+// Throws ConfigError naming the key (model.name, model.widths or model.width) when `options` do not
+// fit their architecture: unknown name, the wrong number of widths, widths out of range.
+void check_model_options(const ModelOptions& options);
+
+// The widths the network is built with: model.widths (or the architecture's), times model.width.
+// Requires check_model_options(options) to pass.
+std::vector<int64_t> resolved_widths(const ModelOptions& options);
+
+// Builds the configured network with freshly initialized weights (uses torch's global RNG).
+// Throws ConfigError for bad options, std::invalid_argument for a spec the architecture cannot take.
+std::shared_ptr<ClassifierImpl> make_model(const ModelOptions& options, const ModelSpec& spec);
+// The named architecture with its default widths.
+inline std::shared_ptr<ClassifierImpl> make_model(const std::string& name, const ModelSpec& spec) {
+  ModelOptions options;
+  options.name = name;
+  return make_model(options, spec);
+}
 
 int64_t parameter_count(const torch::nn::Module& model);
 
-// A table of layers (name, output shape, parameters) for a batch-1 input; ends with the total.
+// Multiply-accumulates of one forward pass per image: the convolutions and matrix products of the
+// traced graph (tracing.h); elementwise ops, pooling and normalization are not counted.
+int64_t macs_per_image(ClassifierImpl& model, const ModelSpec& spec);
+
+// A table of the top-level layers (name, type, parameters), then the totals: parameters and
+// multiply-accumulates per image.
 std::string model_summary(ClassifierImpl& model, const ModelSpec& spec);
 
 }  // namespace maas

@@ -22,12 +22,12 @@ namespace {
 // system access such as aten::from_file, printing, prim::Loop, calls to free functions or
 // Python, object creation, attribute writes, threads) refuses the archive.
 // Sources of the entries:
-//   - maas-export's scripted artifacts (build_torchscript + torchscript_classify in
-//     common/models.cpp), as loaded and as frozen by --optimize: the assert in forward
-//     (prim::If, prim::RaiseException, dim/size/eq), addcmul, to, conv2d, max_pool2d, relu,
-//     view, flatten, mul, method calls on submodules and attribute reads;
-//   - traced C++ conv nets (issue 9): _convolution, batch_norm, add, relu, pooling, linear or
-//     addmm, flatten, dropout (identity in eval), and the scalar plumbing tracing emits;
+//   - maas-export's artifacts (export/torchscript_builder.cpp), as loaded and as frozen by
+//     --optimize: the scripted forward's assert (prim::If, prim::RaiseException, dim/size/eq),
+//     addcmul, to; the traced C++ modules of every registered architecture (tests/model_test.cpp
+//     loads each through this check): _convolution, batch_norm, add, relu, gelu, pooling, amax,
+//     linear, mul/div, flatten, attribute reads and the scalar plumbing tracing emits;
+//   - format-1 artifacts (scripted per layer: conv2d, view, method calls on submodules);
 //   - a few obvious pure tensor operators a classifier head uses (softmax, cat, mean, ...).
 // The check runs on the loaded file, before freeze()/optimize_for_inference() in the server,
 // so the ops those passes introduce (prim::mkldnn_convolution, aten::to_mkldnn, ...) need not

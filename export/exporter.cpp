@@ -16,6 +16,7 @@
 #include "config.h"
 #include "files.h"
 #include "image.h"
+#include "models.h"
 
 namespace maas {
 namespace {
@@ -50,6 +51,11 @@ json yaml_to_json(const YAML::Node& node) {
     for (const auto& kv : node) j[kv.first.as<std::string>()] = yaml_to_json(kv.second);
     return j;
   }
+  if (node.IsSequence()) {
+    json j = json::array();
+    for (const auto& item : node) j.push_back(yaml_to_json(item));
+    return j;
+  }
   const std::string s = node.Scalar();
   if (s == "true" || s == "false") return s == "true";
   try {
@@ -68,6 +74,15 @@ std::string utc_now() {
   const std::time_t now = std::time(nullptr);
   std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
   return stamp;
+}
+
+// "(widths [64, 128], width 1)": a model's hyperparameters, for messages.
+std::string model_text(const ModelOptions& m) {
+  std::string widths;
+  for (int64_t w : m.widths) widths += (widths.empty() ? "" : ", ") + std::to_string(w);
+  std::ostringstream out;
+  out << "(widths [" << widths << "], width " << m.width << ")";
+  return out.str();
 }
 
 std::string checkpoint_path(const ExportOptions& o) {
@@ -122,16 +137,17 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
   const std::string ckpt_file = checkpoint_path(options);
   const CheckpointReader checkpoint(ckpt_file);
   const CheckpointMeta& meta = checkpoint.meta();
-  if (meta.model_name != config.model.name)
-    throw CheckpointError(ckpt_file + ": holds model '" + meta.model_name + "' but " + run_config_path(options.run_dir) + " says '" +
-                          config.model.name + "'");
+  if (meta.model != config.model)
+    throw CheckpointError(ckpt_file + ": holds model '" + meta.model.name + "' " + model_text(meta.model) + " but " +
+                          run_config_path(options.run_dir) + " says '" + config.model.name + "' " +
+                          model_text(config.model));
   const ImageSet test_set = load_dataset(config.data.dataset, config.data.root, Split::kTest);
   if (test_set.channels() != meta.spec.channels || test_set.height() != meta.spec.height ||
       test_set.width() != meta.spec.width)
     throw CheckpointError(ckpt_file + ": trained on " + std::to_string(meta.spec.channels) + "x" +
                           std::to_string(meta.spec.height) + "x" + std::to_string(meta.spec.width) +
                           " images, but the config's data set has other shapes");
-  step.end(ckpt_file + ": model '" + meta.model_name + "', epoch " + std::to_string(meta.epoch) + ", test acc " +
+  step.end(ckpt_file + ": model '" + meta.model.name + "', epoch " + std::to_string(meta.epoch) + ", test acc " +
            std::to_string(100 * meta.last_test_acc).substr(0, 5) + "%; " + std::to_string(test_set.size()) +
            " test images");
 
@@ -139,18 +155,21 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
   auto trained = checkpoint.load_model();
   trained->eval();
   const int64_t parameters = parameter_count(*trained);
-  auto module = build_torchscript(*trained, meta.model_name, meta.spec, meta.normalization, meta.classes,
+  const int64_t macs = macs_per_image(*trained, meta.spec);
+  auto module = build_torchscript(*trained, meta.model.name, meta.spec, meta.normalization, meta.classes,
                                   options.weights);
-  step.end(std::string(to_string(options.weights)) + " TorchScript module, " +
-           std::to_string(parameters) + " parameters");
+  step.end(std::string(to_string(options.weights)) + " TorchScript module traced from the C++ model, " +
+           std::to_string(parameters) + " parameters, " + std::to_string(macs) + " MACs per image");
 
   json metadata = {
       {"format_version", kArtifactFormatVersion},
       {"maas_version", MAAS_VERSION},
       {"created", utc_now()},
-      {"model", {{"name", meta.model_name},
-                 {"architecture", trained->torchscript_classify()},
+      {"model", {{"name", meta.model.name},
+                 {"widths", resolved_widths(meta.model)},
+                 {"options", {{"widths", meta.model.widths}, {"width", meta.model.width}}},
                  {"parameters", parameters},
+                 {"macs_per_image", macs},
                  {"weights", to_string(options.weights)},
                  {"frozen", options.optimize}}},
       {"dataset", config.data.dataset},

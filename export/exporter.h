@@ -5,6 +5,7 @@
 #include <string>
 
 #include "artifact.h"
+#include "torchscript_builder.h"
 
 namespace maas {
 

@@ -122,6 +122,41 @@ TEST(Config, YamlRoundTripKeepsEveryValue) {
   EXPECT_EQ(to_yaml(back), to_yaml(c));
 }
 
+TEST(Config, ModelWidthsAreAListCheckedAgainstTheArchitecture) {
+  const RunConfig c = parse_run_config("model:\n  name: resnet9\n  widths: [16, 32, 64, 128]\n  width: 0.5\n", "cfg.yaml");
+  EXPECT_EQ(c.model.widths, (std::vector<int64_t>{16, 32, 64, 128}));
+  EXPECT_DOUBLE_EQ(c.model.width, 0.5);
+  EXPECT_EQ(parse_run_config(to_yaml(c), "written").model, c.model);  // written as a list, read back
+  EXPECT_NE(to_yaml(c).find("widths: [16, 32, 64, 128]"), std::string::npos) << to_yaml(c);
+  EXPECT_EQ(parse_run_config("", "cfg.yaml", {"model.name=airbench", "model.widths=[64, 128, 128]"}).model.widths,
+            (std::vector<int64_t>{64, 128, 128}));
+  // The count is the architecture's: one error naming the key.
+  const std::string count = error_of("model:\n  name: airbench\n  widths: [64, 128]\n");
+  EXPECT_NE(count.find("key 'model.widths'"), std::string::npos) << count;
+  EXPECT_NE(count.find("takes 3 widths"), std::string::npos) << count;
+  EXPECT_NE(error_of("model:\n  widths: 64\n").find("expected a list"), std::string::npos);
+  EXPECT_NE(error_of("model:\n  widths: [64, x]\n").find("a list of integers"), std::string::npos);
+  EXPECT_NE(error_of("model:\n  widths: [0, 1, 1, 1]\n").find("cfg.yaml:2"), std::string::npos);
+  EXPECT_NE(error_of("model:\n  width: 0\n").find("key 'model.width'"), std::string::npos);
+  EXPECT_NE(error_of("model:\n  name: resnet\n").find("known models: airbench, cnn, resnet9"), std::string::npos);
+}
+
+TEST(Config, ResumeRefusesKeysThatChangeTheRunAndTakesTheSafeOnes) {
+  RunConfig saved;
+  RunConfig requested = saved;
+  requested.train.epochs = 20;  // more epochs, other threads, moved data: the same run
+  requested.train.threads = 1;
+  requested.data.root = "/elsewhere";
+  requested.train.eval_batch_size = 100;
+  EXPECT_TRUE(resume_conflicts(saved, requested).empty());
+  requested.train.batch_size = 64;
+  requested.model.widths = {8, 8, 8, 8};
+  const auto conflicts = resume_conflicts(saved, requested);
+  ASSERT_EQ(conflicts.size(), 2u);
+  EXPECT_EQ(conflicts[0], "model.widths: [] in the run, [8, 8, 8, 8] now");
+  EXPECT_EQ(conflicts[1], "train.batch_size: 32 in the run, 64 now");
+}
+
 TEST(Config, ShippedConfigReproducesTheSeed) {
   const RunConfig c = load_run_config(std::string(MAAS_SOURCE_DIR) + "/configs/cifar10_cnn.yaml", {});
   EXPECT_EQ(c.model.name, "cnn");
@@ -129,6 +164,15 @@ TEST(Config, ShippedConfigReproducesTheSeed) {
   EXPECT_EQ(c.train.batch_size, 32);
   EXPECT_DOUBLE_EQ(c.train.lr, 1e-3);
   EXPECT_THROW(load_run_config("/no/such/config.yaml", {}), ConfigError);
+  EXPECT_EQ(c.model, ModelOptions{});  // the seed network: cnn with its own widths
+}
+
+TEST(Config, EveryShippedConfigLoads) {
+  for (const char* name : {"cifar10_cnn.yaml", "cifar10_resnet9.yaml", "cifar10_airbench.yaml"}) {
+    SCOPED_TRACE(name);
+    EXPECT_NO_THROW(load_run_config(std::string(MAAS_SOURCE_DIR) + "/configs/" + name, {}));
+  }
+  EXPECT_EQ(load_run_config(std::string(MAAS_SOURCE_DIR) + "/configs/cifar10_resnet9.yaml", {}).model.name, "resnet9");
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "artifact.h"
+#include "torchscript_builder.h"
 #include "checkpoint.h"
 #include "exporter.h"
 #include "files.h"
@@ -169,12 +170,27 @@ TEST_F(ExportTest, BadRunsAreClearErrorsAndWriteNothing) {
             std::string::npos);
   testing::write_bytes(run_dir() + "/best.pt", best);
 
-  // A config that does not match the checkpoint.
+  // A config whose data set has other shapes than the checkpoint's 3x32x32: four 1x28x28
+  // Fashion-MNIST test images (IDX files; the export reads only the test split).
+  TempDir fashion;
+  auto big_endian = [](std::initializer_list<uint32_t> words) {
+    std::string bytes;
+    for (const uint32_t w : words)
+      for (int shift = 24; shift >= 0; shift -= 8) bytes += static_cast<char>((w >> shift) & 0xff);
+    return bytes;
+  };
+  testing::write_bytes(fashion.file("t10k-images-idx3-ubyte"),
+                       big_endian({0x803, 4, 28, 28}) + std::string(4 * 28 * 28, 'x'));
+  testing::write_bytes(fashion.file("t10k-labels-idx1-ubyte"), big_endian({0x801, 4}) + std::string{0, 1, 2, 3});
   const std::string config = read_text(run_dir() + "/config.yaml");
   std::string other = config;
   other.replace(other.find("dataset: cifar10"), 16, "dataset: fashion-mnist");
+  ASSERT_NE(other.find(data_.path()), std::string::npos) << other;
+  other.replace(other.find(data_.path()), data_.path().size(), fashion.path());
   testing::write_bytes(run_dir() + "/config.yaml", other);
-  EXPECT_FALSE(error_of([&] { export_run(options("model.pt"), nullptr); }).empty());
+  const std::string shapes = error_of([&] { export_run(options("model.pt"), nullptr); });
+  EXPECT_NE(shapes.find("best.pt: trained on 3x32x32 images, but the config's data set has other shapes"),
+            std::string::npos) << shapes;
   testing::write_bytes(run_dir() + "/config.yaml", config);
 
   auto wrong_checkpoint = options("model.pt");

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "artifact.h"
+#include "torchscript_builder.h"
 #include "checkpoint.h"
 #include "config.h"
 #include "exporter.h"
@@ -279,7 +280,7 @@ TEST(CheckpointLoader, RealCheckpointsStillLoad) {
   auto model = make_model("cnn", spec);
   torch::optim::Adam adam(model->parameters(), torch::optim::AdamOptions(1e-3));
   CheckpointMeta meta;
-  meta.model_name = "cnn";
+  meta.model.name = "cnn";
   meta.spec = spec;
   meta.classes = std::vector<std::string>(10, "c");
   meta.normalization = {{0.5, 0.5, 0.5}, {0.25, 0.25, 0.25}};

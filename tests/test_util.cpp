@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "artifact.h"
+#include "torchscript_builder.h"
 #include "models.h"
 
 namespace maas::testing {

@@ -66,7 +66,7 @@ TEST(Checkpoint, RoundTripsWeightsAndMetadata) {
   auto model = make_model("cnn", {3, 32, 32, 10});
   torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(1e-3));
   CheckpointMeta meta;
-  meta.model_name = "cnn";
+  meta.model.name = "cnn";
   meta.classes = {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"};
   meta.normalization = {{0.1, 0.2, 0.3}, {0.4, 0.5, 0.6}};
   meta.epoch = 4;
@@ -90,7 +90,7 @@ TEST(Checkpoint, MissingCorruptAndMismatchedFilesAreClearErrors) {
   TempDir dir;
   auto model = make_model("cnn", {3, 32, 32, 10});
   CheckpointMeta meta;
-  meta.model_name = "cnn";
+  meta.model.name = "cnn";
   save_checkpoint(dir.file("good.pt"), meta, *model, nullptr);
   const std::string bytes = read_text(dir.file("good.pt"));
   testing::write_bytes(dir.file("cut.pt"), bytes.substr(0, bytes.size() / 2));

@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "config.h"
 #include "dataset.h"
+#include "models.h"
 #include "trainer.h"
 
 namespace {
@@ -22,6 +23,18 @@ void on_signal(int) {
   g_stop_requested = true;
   std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C kills at once
   std::signal(SIGTERM, SIG_DFL);
+}
+
+// The registry's architectures for --help: name, default widths, description.
+std::string models_help() {
+  std::string out = "\nModels (model.name; model.widths sets each stage's channels):\n";
+  for (const auto& a : maas::architectures()) {
+    std::string widths;
+    for (int64_t w : a.default_widths) widths += (widths.empty() ? "" : ", ") + std::to_string(w);
+    out += "  " + a.name + std::string(10 - std::min<size_t>(9, a.name.size()), ' ') + "[" + widths + "]  " +
+           a.description + "\n";
+  }
+  return out;
 }
 
 std::string default_run_dir(const maas::RunConfig& config) {
@@ -40,24 +53,37 @@ int main(int argc, char** argv) {
       ("set", "override a config key, e.g. --set train.epochs=1 (repeatable)",
        cxxopts::value<std::vector<std::string>>())
       ("o,out", "run directory (default: runs/<model>-<dataset>-<time>)", cxxopts::value<std::string>())
-      ("resume", "continue the run in --out from its last checkpoint")
+      ("resume", "continue the run in --out from its last checkpoint (append it to the command that started the run)")
       ("h,help", "show this help");
   return maas::run_cli("maas-train", [&] {
     std::string run_dir;
     const auto parsed = maas::parse_args(
         options, argc, argv,
-        "\nConfig keys (--set section.key=value) and their defaults:\n" + maas::to_yaml(maas::RunConfig{}));
+        models_help() + "\nConfig keys (--set section.key=value) and their defaults:\n" +
+            maas::to_yaml(maas::RunConfig{}));
     if (!parsed) return 0;
     const auto& args = *parsed;
     const bool resume = args.count("resume") > 0;
     const auto overrides = args.count("set") ? args["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
     maas::RunConfig config;
     if (resume) {
+      // Rerunning the same command with --resume appended continues the run; keys that would
+      // change its results are refused (the run's config.yaml is what it was trained with).
       if (!args.count("out")) throw maas::UsageError("--resume needs --out RUN_DIR (the run to continue)");
-      if (args.count("config"))
-        throw maas::UsageError("--resume reads RUN_DIR/config.yaml; drop --config (use --set to change keys)");
       run_dir = args["out"].as<std::string>();
-      config = maas::load_run_dir_config(run_dir, overrides);
+      const maas::RunConfig saved = maas::load_run_dir_config(run_dir, {});
+      config = args.count("config") ? maas::load_run_config(args["config"].as<std::string>(), overrides)
+                                    : maas::load_run_dir_config(run_dir, overrides);
+      if (const auto conflicts = maas::resume_conflicts(saved, config); !conflicts.empty()) {
+        std::string lines;
+        for (const auto& c : conflicts) lines += "\n  " + c;
+        throw maas::ConfigError("cannot resume " + run_dir + ": these keys differ from its config.yaml and would change "
+                                "its results:" + lines + "\nresume with the run's values, or start a new run with "
+                                "another --out");
+      }
+      if (!std::filesystem::exists(maas::last_checkpoint_path(run_dir)))
+        throw maas::CheckpointError(run_dir + " has no checkpoint yet (it stopped before its first one); start it "
+                                    "again without --resume");
     } else {
       if (!args.count("config")) throw maas::UsageError("--config FILE is required (see configs/)");
       config = maas::load_run_config(args["config"].as<std::string>(), overrides);
@@ -74,7 +100,8 @@ int main(int argc, char** argv) {
     hooks.progress_bar = ::isatty(STDERR_FILENO) != 0;
     const auto result = maas::train(config, run_dir, resume, hooks);
     if (result.interrupted) {
-      std::cerr << "stopped; continue with: maas-train --out " << run_dir << " --resume\n";
+      std::cerr << "stopped; continue with the same command plus --resume, e.g. maas-train --out " << run_dir
+                << " --resume\n";
       return 130;
     }
     std::cerr << "done: best test accuracy " << 100 * result.best_test_acc << "%; run directory " << run_dir << "\n";

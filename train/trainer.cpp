@@ -127,18 +127,19 @@ TrainResult train(const RunConfig& config, const std::string& run_dir, bool resu
     if (log) *log << "removed " << stale << " (left by an interrupted run)\n";
   auto wrote = [&](const std::string& path) { hooks.after_write(path); };
   CheckpointMeta meta;
-  meta.model_name = config.model.name;
+  meta.model = config.model;
   meta.spec = spec;
   meta.classes = train_set.classes;
   torch::manual_seed(static_cast<uint64_t>(opt.seed));
-  auto model = make_model(config.model.name, spec);
+  auto model = make_model(config.model, spec);
   torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(opt.lr));
   if (resume) {
     CheckpointReader checkpoint(last_checkpoint_path(run_dir));
-    if (checkpoint.meta().model_name != meta.model_name || checkpoint.meta().spec.channels != spec.channels ||
-        checkpoint.meta().spec.height != spec.height || checkpoint.meta().spec.classes != spec.classes)
+    if (checkpoint.meta().model != meta.model || checkpoint.meta().spec.channels != spec.channels ||
+        checkpoint.meta().spec.height != spec.height || checkpoint.meta().spec.width != spec.width ||
+        checkpoint.meta().spec.classes != spec.classes)
       throw CheckpointError(last_checkpoint_path(run_dir) + ": was trained with model '" +
-                            checkpoint.meta().model_name + "' on other data than this config describes");
+                            checkpoint.meta().model.name + "' (or other model.* keys) on other data than this config describes");
     checkpoint.restore_model(*model);
     checkpoint.restore_optimizer(optimizer);
     meta = checkpoint.meta();
@@ -178,7 +179,7 @@ TrainResult train(const RunConfig& config, const std::string& run_dir, bool resu
   result.history = meta.history;
   result.best_test_acc = std::max(0.0, meta.best_test_acc);
   if (log) {
-    *log << "model '" << meta.model_name << "':\n" << model_summary(*model, spec);
+    *log << "model '" << meta.model.name << "':\n" << model_summary(*model, spec);
     *log << "data: " << train_set.size() << " train / " << test_set.size() << " test images of " << spec.channels
          << "x" << spec.height << "x" << spec.width << ", " << spec.classes << " classes; run directory " << run_dir
          << "\n";

@@ -1,0 +1,21 @@
+// Model hyperparameters as configured (the model.* keys): which architecture, and how wide.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace maas {
+
+// Kept free of LibTorch so that configs can be parsed without it. models.h checks these against
+// the chosen architecture (check_model_options) and builds the network from them.
+struct ModelOptions {
+  std::string name = "cnn";     // an architecture of the registry (models.h; `maas-train --help` lists them)
+  std::vector<int64_t> widths;  // channels per stage; empty = the architecture's own widths
+  double width = 1.0;           // multiplies every width (rounded, at least 1): scales a network quickly
+
+  bool operator==(const ModelOptions& o) const { return name == o.name && widths == o.widths && width == o.width; }
+  bool operator!=(const ModelOptions& o) const { return !(*this == o); }
+};
+
+}  // namespace maas

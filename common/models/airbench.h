@@ -1,0 +1,39 @@
+// An airbench-style network (Keller Jordan, KellerJordan/cifar10-airbench): small, fast, CIFAR-tuned.
+#pragma once
+
+#include <vector>
+
+#include "../models.h"
+
+namespace maas {
+
+// conv, max-pool 2, BatchNorm, GELU, conv, BatchNorm, GELU (3x3 convolutions without bias).
+class ConvGroupImpl : public torch::nn::Module {
+ public:
+  ConvGroupImpl(int64_t in_channels, int64_t out_channels);
+  torch::Tensor forward(torch::Tensor x);
+
+ private:
+  torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr};
+  torch::nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr};
+};
+TORCH_MODULE(ConvGroup);
+
+// stem: 2x2 convolution (no padding) to 8*C channels, GELU (airbench initializes it by patch
+// whitening; here it is trained like any layer); three ConvGroups of widths {w0, w1, w2};
+// global max-pool; Linear(w2 -> classes, no bias); times 1/9 (airbench's output scale).
+// airbench94 is {64, 256, 256}, airbench93 {64, 128, 128}.
+class AirbenchImpl : public ClassifierImpl {
+ public:
+  // Throws std::invalid_argument for images smaller than 9x9 (2x2 stem, three 2x2 poolings).
+  AirbenchImpl(const ModelSpec& spec, const std::vector<int64_t>& widths);
+  torch::Tensor forward(torch::Tensor images) override;
+
+ private:
+  torch::nn::Conv2d stem_{nullptr};
+  ConvGroup group1_{nullptr}, group2_{nullptr}, group3_{nullptr};
+  torch::nn::Linear fc_{nullptr};
+};
+TORCH_MODULE(Airbench);
+
+}  // namespace maas
