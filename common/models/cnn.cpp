@@ -33,13 +33,9 @@ torch::Tensor CnnImpl::forward(torch::Tensor x) {
   x = torch::max_pool2d(conv1_->forward(x), 2).relu_();
   x = torch::max_pool2d(conv2_->forward(x), 2).relu_();
   x = conv3_->forward(x).relu_();
-  // fc1 and fc2 are Linear layers computed as convolutions that cover the whole feature map:
-  // the same sums, but run by oneDNN instead of the system BLAS (Debian's reference BLAS makes
-  // the plain Linear ~5x slower). A [w3, w2*h*w] weight viewed as [w3, w2, h, w] reads the
-  // features in NCHW flatten order, exactly as Linear(flatten(x)) would.
-  x = torch::conv2d(x, fc1_->weight.view({fc1_->weight.size(0), x.size(1), x.size(2), x.size(3)}), fc1_->bias).relu_();
-  x = torch::conv2d(x, fc2_->weight.view({fc2_->weight.size(0), fc2_->weight.size(1), 1, 1}), fc2_->bias);
-  return x.flatten(1);
+  // Plain Linear layers: with OpenBLAS (.ci/install-deps) they are as fast as running them as
+  // whole-map convolutions through oneDNN in training, and faster at batch 1 (README, "BLAS").
+  return fc2_->forward(fc1_->forward(x.flatten(1)).relu_());
 }
 
 }  // namespace maas
