@@ -20,8 +20,8 @@ ArtifactInfo parse_info(const std::string& json_text, const std::string& origin)
     const auto j = nlohmann::json::parse(json_text);
     const int version = j.at("format_version").get<int>();
     if (version != kArtifactFormatVersion && version != 1)
-      throw ArtifactError(origin + ": artifact format " + std::to_string(version) + ", this build reads " +
-                          std::to_string(kArtifactFormatVersion));
+      throw ArtifactError(origin + ": artifact format " + std::to_string(version) + ", this build reads 1 to " +
+                          std::to_string(kArtifactFormatVersion) + " (a newer maas wrote it?)");
     info.model_name = j.at("model").at("name").get<std::string>();
     const auto shape = j.at("input").at("shape").get<std::vector<int64_t>>();
     if (shape.size() != 4) throw ArtifactError(origin + ": metadata input.shape must be [-1, C, H, W]");

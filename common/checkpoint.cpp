@@ -14,6 +14,8 @@ namespace {
 // as the architecture's default widths, which is what they were trained with.
 constexpr int64_t kFormatVersion = 2;
 constexpr size_t kHistoryColumns = 8;  // numbers per EpochMetrics row in meta/history
+// Bounds on a checkpoint's image shape and class count (far above any data set maas reads).
+constexpr int64_t kMaxChannels = 16, kMaxSide = 4096, kMaxClasses = 100000;
 
 c10::List<std::string> to_list(const std::vector<std::string>& v) {
   c10::List<std::string> list;
@@ -109,8 +111,8 @@ CheckpointReader::CheckpointReader(const std::string& path) : path_(path) {
     if (!archive_->try_read("meta/format_version", v))
       throw CheckpointError(path + ": not a maas checkpoint (no meta/format_version)");
     if (v.toInt() != kFormatVersion && v.toInt() != 1)
-      throw CheckpointError(path + ": checkpoint format " + std::to_string(v.toInt()) + ", this build reads " +
-                            std::to_string(kFormatVersion));
+      throw CheckpointError(path + ": checkpoint format " + std::to_string(v.toInt()) + ", this build reads 1 to " +
+                            std::to_string(kFormatVersion) + " (a newer maas wrote it?)");
     auto read = [&](const char* key) {
       c10::IValue value;
       archive_->read(key, value);
@@ -125,6 +127,17 @@ CheckpointReader::CheckpointReader(const std::string& path) : path_(path) {
     if (spec.size() != 4) throw CheckpointError(path + ": malformed meta/spec");
     meta_.spec = {spec[0], spec[1], spec[2], spec[3]};
     for (const auto& s : read("meta/classes").toListRef()) meta_.classes.push_back(s.toStringRef());
+    // A checkpoint is input: bound what the model is built from before anything is allocated.
+    const bool plausible = meta_.spec.channels >= 1 && meta_.spec.channels <= kMaxChannels &&
+                           meta_.spec.height >= 1 && meta_.spec.height <= kMaxSide && meta_.spec.width >= 1 &&
+                           meta_.spec.width <= kMaxSide && meta_.spec.classes >= 2 &&
+                           meta_.spec.classes <= kMaxClasses &&
+                           meta_.spec.classes == static_cast<int64_t>(meta_.classes.size());
+    if (!plausible)
+      throw CheckpointError(path + ": implausible meta/spec (" + std::to_string(spec[0]) + "x" +
+                            std::to_string(spec[1]) + "x" + std::to_string(spec[2]) + ", " +
+                            std::to_string(spec[3]) + " classes, " + std::to_string(meta_.classes.size()) +
+                            " class names)");
     meta_.normalization.mean = read("meta/norm_mean").toDoubleVector();
     meta_.normalization.std = read("meta/norm_std").toDoubleVector();
     meta_.epoch = read("meta/epoch").toInt();

@@ -1,6 +1,7 @@
 // Exception-to-exit-code mapping shared by the mains.
 #include "cli.h"
 
+#include <algorithm>
 #include <iostream>
 
 #include "config.h"
@@ -32,6 +33,21 @@ int run_cli(const char* program, const std::function<int()>& body) {
     return 1;
   }
   return 2;
+}
+
+std::vector<std::string> set_overrides(const cxxopts::ParseResult& args, const std::string& option) {
+  std::vector<std::string> values;
+  if (!args.count(option)) return values;
+  auto open_brackets = [](const std::string& s) {
+    return std::count(s.begin(), s.end(), '[') - std::count(s.begin(), s.end(), ']');
+  };
+  for (const auto& piece : args[option].as<std::vector<std::string>>()) {
+    if (!values.empty() && open_brackets(values.back()) > 0)
+      values.back() += "," + piece;
+    else
+      values.push_back(piece);
+  }
+  return values;
 }
 
 }  // namespace maas

@@ -7,6 +7,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace maas {
 
@@ -25,5 +26,10 @@ int run_cli(const char* program, const std::function<int()>& body);
 // exits 0. Throws UsageError for leftover positional arguments, cxxopts' exceptions for unknown options.
 std::optional<cxxopts::ParseResult> parse_args(cxxopts::Options& options, int argc, char** argv,
                                                const std::string& help_epilogue = "");
+
+// The values of a repeatable "--set key=value" option. cxxopts splits option values at commas;
+// pieces inside an open "[" are joined back, so "--set model.widths=[64, 128]" stays one value
+// (and "--set a=1,b=2" is still two).
+std::vector<std::string> set_overrides(const cxxopts::ParseResult& args, const std::string& option = "set");
 
 }  // namespace maas

@@ -314,6 +314,9 @@ std::vector<std::string> resume_conflicts(const RunConfig& saved, const RunConfi
   std::vector<std::string> conflicts;
   for (size_t i = 0; i < before.size(); ++i) {
     if (before[i].resume_may_change) continue;
+    // widths written out or scaled differently may still build the same network
+    const bool model_key = before[i].key == "model.widths" || before[i].key == "model.width";
+    if (model_key && same_network(saved.model, requested.model)) continue;
     const std::string old_value = field_value_yaml(before[i]), new_value = field_value_yaml(now[i]);
     if (old_value != new_value)
       conflicts.push_back(before[i].key + ": " + old_value + " in the run, " + new_value + " now");

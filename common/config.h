@@ -24,7 +24,7 @@ struct ConfigField {
   std::string key;  // dotted, "section.name"
   std::variant<std::string*, int64_t*, double*, bool*, std::vector<int64_t>*> target;  // vector: a YAML list
   std::function<std::string()> check;  // "" when the current value is valid, else what is wrong
-  bool resume_may_change = false;       // a resumed run may take a new value (it does not alter results)
+  bool resume_may_change = false;       // a resumed run may take a new value (same run; at most rounding differs)
 };
 
 // Sets `fields` from YAML text (nested mappings), then from "key=value" overrides (value parsed

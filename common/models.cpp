@@ -83,6 +83,11 @@ std::vector<int64_t> resolved_widths(const ModelOptions& options) {
   return widths;
 }
 
+bool same_network(const ModelOptions& a, const ModelOptions& b) {
+  if (a.name != b.name || !find_architecture(a.name)) return a == b;
+  return resolved_widths(a) == resolved_widths(b);
+}
+
 std::shared_ptr<ClassifierImpl> make_model(const ModelOptions& options, const ModelSpec& spec) {
   check_model_options(options);
   if (spec.channels < 1 || spec.classes < 2)
@@ -98,9 +103,9 @@ int64_t parameter_count(const torch::nn::Module& model) {
 
 int64_t macs_per_image(ClassifierImpl& model, const ModelSpec& spec) {
   torch::NoGradGuard no_grad;
+  auto mirror = mirror_module(model, std::make_shared<torch::jit::CompilationUnit>());
   const bool was_training = model.is_training();
   model.eval();  // so tracing leaves BatchNorm statistics alone
-  auto mirror = mirror_module(model, std::make_shared<torch::jit::CompilationUnit>());
   try {
     add_traced_method(mirror, "forward", [&](const torch::Tensor& x) { return model.forward(x); },
                       torch::zeros({1, spec.channels, spec.height, spec.width}));

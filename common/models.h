@@ -56,6 +56,10 @@ void check_model_options(const ModelOptions& options);
 // Requires check_model_options(options) to pass.
 std::vector<int64_t> resolved_widths(const ModelOptions& options);
 
+// True when both options build the same network: same architecture and resolved widths
+// (widths [] and the architecture's own widths written out are the same network).
+bool same_network(const ModelOptions& a, const ModelOptions& b);
+
 // Builds the configured network with freshly initialized weights (uses torch's global RNG).
 // Throws ConfigError for bad options, std::invalid_argument for a spec the architecture cannot take.
 std::shared_ptr<ClassifierImpl> make_model(const ModelOptions& options, const ModelSpec& spec);

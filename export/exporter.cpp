@@ -137,7 +137,7 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
   const std::string ckpt_file = checkpoint_path(options);
   const CheckpointReader checkpoint(ckpt_file);
   const CheckpointMeta& meta = checkpoint.meta();
-  if (meta.model != config.model)
+  if (!same_network(meta.model, config.model))
     throw CheckpointError(ckpt_file + ": holds model '" + meta.model.name + "' " + model_text(meta.model) + " but " +
                           run_config_path(options.run_dir) + " says '" + config.model.name + "' " +
                           model_text(config.model));
@@ -199,7 +199,13 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
   const std::string bytes = artifact_bytes(module, metadata.dump(2));
   const Artifact reloaded = load_artifact_from_bytes(bytes, options.out);
   auto artifact_logits = [&](const torch::Tensor& pixels) {
-    return reloaded.module.get_method("forward")({pixels}).toTensor();
+    try {
+      return reloaded.module.get_method("forward")({pixels}).toTensor();
+    } catch (const std::exception& e) {  // e.g. a traced forward that baked in its batch size
+      throw ArtifactError("verification failed: the artifact's forward fails on a batch of " +
+                          std::to_string(pixels.size(0)) + " images (does the model's forward depend on the batch "
+                          "size?); nothing written. " + std::string(e.what()).substr(0, 300));
+    }
   };
   auto trained_logits = [&](const torch::Tensor& pixels) { return trained->forward(meta.normalization.apply(pixels)); };
   // One pass of each over the test set: the first n images are compared, all are scored.
@@ -209,6 +215,13 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
   const auto expected = trained_all.slice(0, 0, n), got = artifact_all.slice(0, 0, n);
   report.verified_images = n;
   report.max_abs_diff = (expected - got).abs().max().item<double>();
+  // Batches of 1 and 7 too: the forward was traced at batch 3 (torchscript_builder.cpp), and a
+  // forward that recorded its batch size must not pass because the test set's batches agree.
+  for (int64_t batch : {1, 7}) {
+    const auto pixels = test_set.images.slice(0, 0, std::min(batch, test_set.size()));
+    report.max_abs_diff = std::max(
+        report.max_abs_diff, (trained_logits(pixels) - artifact_logits(pixels)).abs().max().item<double>());
+  }
   report.argmax_mismatches = expected.argmax(1).ne(got.argmax(1)).sum().item<int64_t>();
   report.trained_test_acc = accuracy(trained_all, test_set.labels);
   report.artifact_test_acc = accuracy(artifact_all, test_set.labels);

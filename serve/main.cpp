@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
     const auto parsed = maas::parse_args(options, argc, argv);
     if (!parsed) return 0;
     const auto& args = *parsed;
-    std::vector<std::string> overrides = args.count("set") ? args["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
+    std::vector<std::string> overrides = maas::set_overrides(args);
     if (args.count("models")) overrides.push_back("server.models_dir=" + args["models"].as<std::string>());
     if (args.count("host")) overrides.push_back("server.host=" + args["host"].as<std::string>());
     if (args.count("port")) overrides.push_back("server.port=" + std::to_string(args["port"].as<int64_t>()));

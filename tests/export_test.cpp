@@ -253,3 +253,60 @@ print("python ok", diff)
 
 }  // namespace
 }  // namespace maas
+
+namespace maas {
+namespace {
+
+// Train -> checkpoint (format 2: widths) -> export -> careful loader, for every registered
+// architecture, narrowed (model.width) so it runs in seconds: the whole path, not only cnn.
+class ExportEveryArchitecture : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ExportEveryArchitecture, TrainsExportsAndLoadsWithItsWidths) {
+  TempDir data, run;
+  testing::write_tiny_cifar(data.path(), 20, 100);
+  RunConfig config;
+  config.data.root = data.path();
+  config.model.name = GetParam();
+  config.model.width = 0.125;
+  config.train.epochs = 1;
+  config.train.batch_size = 16;
+  config.train.threads = 1;
+  train(config, run.file("run"), false, {});
+
+  const CheckpointReader checkpoint(best_checkpoint_path(run.file("run")));
+  EXPECT_EQ(checkpoint.meta().model, config.model);
+  auto restored = checkpoint.load_model();
+  bool trained_statistics = true;  // BatchNorm running means left their initial zeros and were saved
+  for (const auto& b : restored->named_buffers())
+    if (b.key().find("running_mean") != std::string::npos) trained_statistics &= b.value().abs().sum().item<double>() > 0;
+  EXPECT_TRUE(trained_statistics);
+
+  for (const auto weights : {WeightFormat::kFloat32, WeightFormat::kInt8}) {
+    SCOPED_TRACE(to_string(weights));
+    ExportOptions o;
+    o.run_dir = run.file("run");
+    o.out = run.file(std::string(to_string(weights)) + ".pt");
+    o.weights = weights;
+    o.optimize = weights == WeightFormat::kFloat32;
+    o.max_accuracy_drop = 1.0;  // the path is under test here, not int8's accuracy on 100 images
+    const ExportReport report = export_run(o, nullptr);
+    if (weights == WeightFormat::kFloat32) EXPECT_LE(report.max_abs_diff, 1e-4);
+    const Artifact artifact = load_artifact(o.out);
+    const auto metadata = nlohmann::json::parse(artifact.info.metadata_json);
+    EXPECT_EQ(metadata["format_version"], kArtifactFormatVersion);
+    EXPECT_EQ(metadata["model"]["widths"].get<std::vector<int64_t>>(), resolved_widths(config.model));
+    EXPECT_EQ(metadata["model"]["options"]["width"].get<double>(), 0.125);
+    EXPECT_GT(metadata["model"]["macs_per_image"].get<int64_t>(), 0);
+  }
+}
+
+std::vector<std::string> architecture_names() {
+  std::vector<std::string> names;
+  for (const auto& a : architectures()) names.push_back(a.name);
+  return names;
+}
+
+INSTANTIATE_TEST_SUITE_P(Registry, ExportEveryArchitecture, ::testing::ValuesIn(architecture_names()));
+
+}  // namespace
+}  // namespace maas

@@ -26,7 +26,7 @@ namespace fs = std::filesystem;
 using testing::error_of;
 
 std::string valid_metadata() {
-  return nlohmann::json{{"format_version", 1},
+  return nlohmann::json{{"format_version", kArtifactFormatVersion},
                         {"model", {{"name", "cnn"}}},
                         {"input", {{"shape", {-1, 3, 32, 32}}}},
                         {"classes", {"a", "b"}}}

@@ -80,11 +80,13 @@ TEST(Models, BadOptionsAndSpecsAreErrorsNamingTheKey) {
 // or mis-named a buffer would then give other logits.
 void randomize_batch_norms(torch::nn::Module& model) {
   torch::NoGradGuard no_grad;
-  for (const auto& p : model.named_parameters())
-    if (p.key().find("bn") != std::string::npos) p.value().uniform_(0.5, 1.5);
-  for (const auto& b : model.named_buffers()) {
-    if (b.key().find("running_mean") != std::string::npos) b.value().normal_(0, 0.2);
-    if (b.key().find("running_var") != std::string::npos) b.value().uniform_(0.5, 2.0);
+  for (const auto& module : model.modules()) {
+    auto* bn = module->as<torch::nn::BatchNorm2d>();
+    if (!bn) continue;
+    bn->weight.uniform_(0.5, 1.5);
+    bn->bias.normal_(0, 0.2);
+    bn->running_mean.normal_(0, 0.2);
+    bn->running_var.uniform_(0.5, 2.0);
   }
 }
 
@@ -114,7 +116,11 @@ class EveryArchitecture : public ::testing::TestWithParam<std::string> {
 TEST_P(EveryArchitecture, TracedArtifactComputesTheCppForward) {
   torch::NoGradGuard no_grad;
   auto& model = model_;
+  // Built from a model in training mode: traced in eval mode all the same, and left training.
+  model->train();
   auto module = build_torchscript(*model, GetParam(), spec_, norm_, classes_, WeightFormat::kFloat32);
+  EXPECT_TRUE(model->is_training());
+  model->eval();
   auto frozen = torch::jit::freeze(module.clone());
   frozen = torch::jit::optimize_for_inference(frozen);
   TempDir dir;
@@ -126,8 +132,13 @@ TEST_P(EveryArchitecture, TracedArtifactComputesTheCppForward) {
     write_tensor(dir.file("pixels" + std::to_string(batch) + ".bin"), pixels);
     write_tensor(dir.file("logits" + std::to_string(batch) + ".bin"), expected);
   }
-  // The traced module may not change the C++ model: training mode and tensors stay its own.
+  // The module holds copies: changing the C++ model's weights and statistics leaves it alone.
   EXPECT_FALSE(module.attr("training").toBool());
+  const auto probe = torch::randint(0, 256, {2, 3, 32, 32}, torch::kUInt8);
+  const auto before = module.forward({probe}).toTensor();
+  for (auto& t : model->parameters()) t.add_(0.5);
+  for (auto& t : model->buffers()) t.add_(1);
+  EXPECT_TRUE(torch::equal(module.forward({probe}).toTensor(), before));
   std::ofstream(dir.file("names.txt")) << [&] {
     std::string names;
     for (const auto& p : model->named_parameters()) names += p.key() + "\n";

@@ -37,7 +37,7 @@ std::string random_cnn_artifact(uint64_t seed, const std::vector<std::string>& c
   model->eval();
   auto module = build_torchscript(*model, "cnn", spec, {{0.5, 0.5, 0.5}, {0.25, 0.25, 0.25}}, classes,
                                   WeightFormat::kFloat32);
-  const nlohmann::json metadata = {{"format_version", 1},
+  const nlohmann::json metadata = {{"format_version", kArtifactFormatVersion},
                                    {"model", {{"name", "cnn"}}},
                                    {"input", {{"shape", {-1, 3, 32, 32}}}},
                                    {"classes", classes}};

@@ -48,6 +48,13 @@ TEST(TrainCli, TheSameCommandPlusResumeContinuesAndRefusesChangedKeys) {
   EXPECT_EQ(refused.find("train.epochs"), std::string::npos) << refused;
   EXPECT_EQ(CheckpointReader(last_checkpoint_path(dir.file("run"))).meta().epoch, 2);  // untouched
 
+  // Fewer epochs than the run already has: refused, not "done".
+  EXPECT_EQ(run(command + " --set train.epochs=1 --resume", log), 2);
+  EXPECT_NE(read_text(log).find("already holds 2 epochs"), std::string::npos) << read_text(log);
+  // Widths written out as the architecture's defaults build the same network: accepted.
+  EXPECT_EQ(run(command + " --set train.epochs=2 --set 'model.widths=[32, 64, 64, 64]' --resume", log), 0)
+      << read_text(log);
+
   // --resume on a folder with no run says what to do instead.
   EXPECT_NE(run(std::string(MAAS_BINARY_DIR) + "/maas-train --config " + dir.file("cfg.yaml") + " --out " +
                     dir.file("empty") + " --resume",

@@ -37,6 +37,27 @@ std::string models_help() {
   return out;
 }
 
+// The command line that continues this run: the same arguments, plus --out (when the run
+// directory was chosen by default) and --resume.
+std::string resume_command(int argc, char** argv, bool has_out, const std::string& run_dir) {
+  auto quoted = [](const std::string& arg) {
+    if (arg.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:,") ==
+        std::string::npos)
+      return arg;
+    std::string q = "'";
+    for (char c : arg) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+  };
+  std::string command;
+  bool has_resume = false;
+  for (int i = 0; i < argc; ++i) {
+    has_resume = has_resume || std::string(argv[i]) == "--resume";
+    command += (i ? " " : "") + quoted(argv[i]);
+  }
+  if (!has_out) command += " --out " + quoted(run_dir);
+  return has_resume ? command : command + " --resume";
+}
+
 std::string default_run_dir(const maas::RunConfig& config) {
   char stamp[32];
   const std::time_t now = std::time(nullptr);
@@ -64,7 +85,7 @@ int main(int argc, char** argv) {
     if (!parsed) return 0;
     const auto& args = *parsed;
     const bool resume = args.count("resume") > 0;
-    const auto overrides = args.count("set") ? args["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
+    const auto overrides = maas::set_overrides(args);
     maas::RunConfig config;
     if (resume) {
       // Rerunning the same command with --resume appended continues the run; keys that would
@@ -100,8 +121,7 @@ int main(int argc, char** argv) {
     hooks.progress_bar = ::isatty(STDERR_FILENO) != 0;
     const auto result = maas::train(config, run_dir, resume, hooks);
     if (result.interrupted) {
-      std::cerr << "stopped; continue with the same command plus --resume, e.g. maas-train --out " << run_dir
-                << " --resume\n";
+      std::cerr << "stopped; continue with: " << resume_command(argc, argv, args.count("out") > 0, run_dir) << "\n";
       return 130;
     }
     std::cerr << "done: best test accuracy " << 100 * result.best_test_acc << "%; run directory " << run_dir << "\n";

@@ -135,11 +135,15 @@ TrainResult train(const RunConfig& config, const std::string& run_dir, bool resu
   torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(opt.lr));
   if (resume) {
     CheckpointReader checkpoint(last_checkpoint_path(run_dir));
-    if (checkpoint.meta().model != meta.model || checkpoint.meta().spec.channels != spec.channels ||
+    if (!same_network(checkpoint.meta().model, meta.model) || checkpoint.meta().spec.channels != spec.channels ||
         checkpoint.meta().spec.height != spec.height || checkpoint.meta().spec.width != spec.width ||
         checkpoint.meta().spec.classes != spec.classes)
       throw CheckpointError(last_checkpoint_path(run_dir) + ": was trained with model '" +
                             checkpoint.meta().model.name + "' (or other model.* keys) on other data than this config describes");
+    if (opt.epochs < checkpoint.meta().epoch)
+      throw ConfigError("train.epochs=" + std::to_string(opt.epochs) + " but " + last_checkpoint_path(run_dir) +
+                        " already holds " + std::to_string(checkpoint.meta().epoch) +
+                        " epochs; resume with at least that many");
     checkpoint.restore_model(*model);
     checkpoint.restore_optimizer(optimizer);
     meta = checkpoint.meta();
