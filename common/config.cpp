@@ -98,13 +98,13 @@ class YamlChecker : public YAML::EventHandler {
   void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
                        YAML::EmitterStyle::value) override {
     node(mark, anchor, "", false);
-    frames_.push_back({false});
+    frames_.emplace_back(false);
   }
   void OnSequenceEnd() override { pop(); }
   void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
                   YAML::EmitterStyle::value) override {
     node(mark, anchor, "", false);
-    frames_.push_back({true});
+    frames_.emplace_back(true);
   }
   void OnMapEnd() override { pop(); }
   void OnAnchor(const YAML::Mark& mark, const std::string& name) override {
@@ -113,6 +113,7 @@ class YamlChecker : public YAML::EventHandler {
 
  private:
   struct Frame {
+    explicit Frame(bool map) : is_map(map) {}
     bool is_map;
     bool expecting_key = true;
     std::string key;                    // the key whose value comes next (maps)

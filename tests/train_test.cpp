@@ -86,6 +86,56 @@ TEST(Checkpoint, RoundTripsWeightsAndMetadata) {
   EXPECT_FALSE(std::filesystem::exists(dir.file("c.pt.tmp." + std::to_string(getpid()))));
 }
 
+TEST(Checkpoint, WidthsRoundTripAndFormatOneLoadsWithDefaultWidths) {
+  TempDir dir;
+  torch::manual_seed(4);
+  CheckpointMeta meta;
+  meta.model.name = "resnet9";
+  meta.model.widths = {8, 16, 16, 32};
+  meta.model.width = 0.5;
+  meta.classes = std::vector<std::string>(10, "c");
+  meta.normalization = {{0.5, 0.5, 0.5}, {0.25, 0.25, 0.25}};
+  auto model = make_model(meta.model, meta.spec);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& b : model->buffers())
+      if (b.is_floating_point()) b.uniform_(0.5, 1.5);  // BatchNorm statistics that are not the defaults
+  }
+  save_checkpoint(dir.file("v2.pt"), meta, *model, nullptr);
+  const CheckpointReader v2(dir.file("v2.pt"));
+  EXPECT_EQ(v2.meta().model, meta.model);
+  auto loaded = v2.load_model();
+  model->eval();
+  loaded->eval();
+  const auto x = torch::randn({2, 3, 32, 32});
+  EXPECT_TRUE(torch::equal(model->forward(x), loaded->forward(x)));  // eval: the running statistics count
+
+  // A format-1 checkpoint (maas before model hyperparameters): the same archive without the
+  // widths, read as the architecture's defaults, which is what it was trained with.
+  auto seed = make_model("cnn", meta.spec);
+  torch::serialize::OutputArchive v1;
+  v1.write("meta/format_version", c10::IValue(int64_t{1}));
+  v1.write("meta/model_name", c10::IValue(std::string("cnn")));
+  v1.write("meta/spec", c10::IValue(c10::List<int64_t>({3, 32, 32, 10})));
+  c10::List<std::string> classes;
+  for (int i = 0; i < 10; ++i) classes.push_back("c");
+  v1.write("meta/classes", c10::IValue(classes));
+  v1.write("meta/norm_mean", c10::IValue(c10::List<double>({0.5, 0.5, 0.5})));
+  v1.write("meta/norm_std", c10::IValue(c10::List<double>({0.25, 0.25, 0.25})));
+  for (const char* key : {"meta/epoch", "meta/step", "meta/partial_correct", "meta/partial_seen"})
+    v1.write(key, c10::IValue(int64_t{0}));
+  for (const char* key : {"meta/partial_loss_sum", "meta/partial_seconds", "meta/best_test_acc", "meta/last_test_acc"})
+    v1.write(key, c10::IValue(0.0));
+  v1.write("meta/rng_state", torch::empty({0}, torch::kUInt8));
+  torch::serialize::OutputArchive weights;
+  seed->save(weights);
+  v1.write("model", weights);
+  v1.save_to(dir.file("v1.pt"));
+  const CheckpointReader old(dir.file("v1.pt"));
+  EXPECT_EQ(old.meta().model, ModelOptions{});
+  EXPECT_TRUE(torch::equal(old.load_model()->forward(x), seed->forward(x)));
+}
+
 TEST(Checkpoint, MissingCorruptAndMismatchedFilesAreClearErrors) {
   TempDir dir;
   auto model = make_model("cnn", {3, 32, 32, 10});
