@@ -52,17 +52,19 @@ std::vector<ConfigField> fields_of(RunConfig& c) {
        [&c]() -> std::string {
          if (find_architecture(c.model.name)) return "";
          std::string names;
-         for (const auto& a : architectures()) names += (names.empty() ? "" : ", ") + a.name;
+         for (const auto& n : architecture_names()) names += (names.empty() ? "" : ", ") + n;
          return "unknown model; known models: " + names;
        }},
       {"model.widths", &c.model.widths,
        [&c]() -> std::string {
          for (int64_t w : c.model.widths)
-           if (w < 1 || w > 4096) return "each width must be in 1..4096";
+           if (w < 1 || w > kMaxModelWidth) return "each width must be in 1.." + std::to_string(kMaxModelWidth);
          return "";
        }},
       {"model.width", &c.model.width,
-       [&c]() -> std::string { return c.model.width > 0 && c.model.width <= 16 ? "" : "must be in (0, 16]"; }},
+       [&c]() -> std::string {
+         return c.model.width > 0 && c.model.width <= kMaxWidthMultiplier ? "" : "must be in (0, 16]";
+       }},
       {"train.epochs", &c.train.epochs, positive(&c.train.epochs), may_change},
       {"train.batch_size", &c.train.batch_size, in_range(&c.train.batch_size, 1, kMaxBatchSize)},
       {"train.eval_batch_size", &c.train.eval_batch_size, in_range(&c.train.eval_batch_size, 1, kMaxBatchSize),

@@ -15,13 +15,15 @@
 namespace maas {
 namespace {
 
-// Widths above this only exhaust memory on the machines maas targets (a 4096-channel 3x3
-// convolution alone holds 150M weights).
-constexpr int64_t kMaxWidth = 4096;
-
 template <typename Net>
 std::shared_ptr<ClassifierImpl> make(const ModelSpec& spec, const std::vector<int64_t>& widths) {
   return std::make_shared<Net>(spec, widths);
+}
+
+std::string join_names(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
 }
 
 std::string join(const std::vector<int64_t>& values) {
@@ -44,6 +46,12 @@ const std::vector<Architecture>& architectures() {
   return table;
 }
 
+std::vector<std::string> architecture_names() {
+  std::vector<std::string> names;
+  for (const auto& a : architectures()) names.push_back(a.name);
+  return names;
+}
+
 const Architecture* find_architecture(const std::string& name) {
   for (const auto& a : architectures())
     if (a.name == name) return &a;
@@ -53,9 +61,8 @@ const Architecture* find_architecture(const std::string& name) {
 void check_model_options(const ModelOptions& options) {
   const Architecture* arch = find_architecture(options.name);
   if (!arch) {
-    std::string names;
-    for (const auto& a : architectures()) names += (names.empty() ? "" : ", ") + a.name;
-    throw ConfigError("key 'model.name': unknown model '" + options.name + "'; known models: " + names);
+    throw ConfigError("key 'model.name': unknown model '" + options.name + "'; known models: " +
+                      join_names(architecture_names()));
   }
   if (!options.widths.empty()) {
     if (options.widths.size() != arch->default_widths.size())
@@ -63,16 +70,16 @@ void check_model_options(const ModelOptions& options) {
                         std::to_string(arch->default_widths.size()) + " widths (default " +
                         join(arch->default_widths) + "), got " + join(options.widths));
     for (int64_t w : options.widths)
-      if (w < 1 || w > kMaxWidth)
+      if (w < 1 || w > kMaxModelWidth)
         throw ConfigError("key 'model.widths': " + join(options.widths) + ": each width must be in 1.." +
-                          std::to_string(kMaxWidth));
+                          std::to_string(kMaxModelWidth));
   }
-  if (!(options.width > 0) || options.width > 16)
+  if (!(options.width > 0) || options.width > kMaxWidthMultiplier)
     throw ConfigError("key 'model.width': " + std::to_string(options.width) + " must be in (0, 16]");
   for (int64_t w : resolved_widths(options))
-    if (w > kMaxWidth)
+    if (w > kMaxModelWidth)
       throw ConfigError("key 'model.width': scales a width to " + std::to_string(w) + ", more than " +
-                        std::to_string(kMaxWidth));
+                        std::to_string(kMaxModelWidth));
 }
 
 std::vector<int64_t> resolved_widths(const ModelOptions& options) {

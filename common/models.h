@@ -43,8 +43,13 @@ struct Architecture {
   std::function<std::shared_ptr<ClassifierImpl>(const ModelSpec&, const std::vector<int64_t>& widths)> make;
 };
 
-// Every registered architecture, sorted by name.
+// Every registered architecture, sorted by name, and just their names.
 const std::vector<Architecture>& architectures();
+std::vector<std::string> architecture_names();
+
+// Bounds of model.widths entries and of the model.width multiplier (config.cpp checks them per key).
+constexpr int64_t kMaxModelWidth = 4096;  // a 4096-channel 3x3 convolution alone holds 150M weights
+constexpr double kMaxWidthMultiplier = 16;
 // nullptr when no architecture has that name.
 const Architecture* find_architecture(const std::string& name);
 

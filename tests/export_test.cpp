@@ -300,12 +300,6 @@ TEST_P(ExportEveryArchitecture, TrainsExportsAndLoadsWithItsWidths) {
   }
 }
 
-std::vector<std::string> architecture_names() {
-  std::vector<std::string> names;
-  for (const auto& a : architectures()) names.push_back(a.name);
-  return names;
-}
-
 INSTANTIATE_TEST_SUITE_P(Registry, ExportEveryArchitecture, ::testing::ValuesIn(architecture_names()));
 
 }  // namespace

@@ -186,12 +186,6 @@ TEST_P(EveryArchitecture, Int8WeightsAreStoredAsInt8AndStayClose) {
   EXPECT_LE(max_diff(int8.forward({pixels}).toTensor(), expected), 0.05 * expected.abs().max().item<double>() + 1e-3);
 }
 
-std::vector<std::string> architecture_names() {
-  std::vector<std::string> names;
-  for (const auto& a : architectures()) names.push_back(a.name);
-  return names;
-}
-
 INSTANTIATE_TEST_SUITE_P(Registry, EveryArchitecture, ::testing::ValuesIn(architecture_names()));
 
 }  // namespace

@@ -136,6 +136,17 @@ TEST(Checkpoint, WidthsRoundTripAndFormatOneLoadsWithDefaultWidths) {
   EXPECT_TRUE(torch::equal(old.load_model()->forward(x), seed->forward(x)));
 }
 
+TEST(Checkpoint, AnImplausibleSpecIsRefusedBeforeBuildingTheModel) {
+  // A checkpoint is input: its spec sizes the model's layers, so a spec that disagrees with its own
+  // class names, or asks for absurd shapes, is refused before anything is allocated.
+  TempDir dir;
+  auto model = make_model("cnn", {3, 32, 32, 10});
+  CheckpointMeta meta;
+  meta.classes = {"a", "b", "c"};  // but meta.spec says 10 classes
+  save_checkpoint(dir.file("c.pt"), meta, *model, nullptr);
+  EXPECT_NE(testing::error_of([&] { CheckpointReader{dir.file("c.pt")}; }).find("implausible meta/spec"), std::string::npos);
+}
+
 TEST(Checkpoint, MissingCorruptAndMismatchedFilesAreClearErrors) {
   TempDir dir;
   auto model = make_model("cnn", {3, 32, 32, 10});
