@@ -69,6 +69,7 @@ std::string checkpoint_bytes(const CheckpointMeta& meta, torch::nn::Module& mode
                                    m.lr, m.images_per_s, m.seconds});
   archive.write("meta/history", c10::IValue(to_list(history)));
   archive.write("meta/best_epoch", c10::IValue(meta.best_epoch));
+  archive.write("meta/best_confusion", c10::IValue(c10::List<int64_t>(meta.best_confusion)));
   torch::serialize::OutputArchive model_archive;
   model.save(model_archive);
   archive.write("model", model_archive);
@@ -158,6 +159,13 @@ CheckpointReader::CheckpointReader(const std::string& path) : path_(path) {
                                  h[i + 6], h[i + 7]});
     }
     if (archive_->try_read("meta/best_epoch", best_epoch)) meta_.best_epoch = best_epoch.toInt();
+    c10::IValue confusion;  // optional, like the record above
+    if (archive_->try_read("meta/best_confusion", confusion)) {
+      meta_.best_confusion = confusion.toIntVector();
+      const auto classes = static_cast<size_t>(meta_.spec.classes);
+      if (!meta_.best_confusion.empty() && meta_.best_confusion.size() != classes * classes)
+        throw CheckpointError(path + ": malformed meta/best_confusion");
+    }
   } catch (const CheckpointError&) {
     throw;
   } catch (const std::exception& e) {

@@ -48,6 +48,9 @@ struct CheckpointMeta {
   // from it after a crash. Empty/0 in checkpoints written before it existed.
   std::vector<EpochMetrics> history;  // epochs 1..epoch, one row each
   int64_t best_epoch = 0;             // the epoch whose weights best.pt holds; 0 = none yet
+  // The confusion matrix of best.pt's evaluation: classes x classes counts, row-major, row = true
+  // class, column = predicted class. Empty before the first evaluation and in older checkpoints.
+  std::vector<int64_t> best_confusion;
 };
 
 // The checkpoint file's bytes: meta, model and (if given) optimizer. Serialized in memory, so a
