@@ -43,7 +43,7 @@ RunConfig load_run_dir_config(const std::string& run_dir, const std::vector<std:
 }
 
 std::string checkpoint_bytes(const CheckpointMeta& meta, torch::nn::Module& model,
-                             torch::optim::Optimizer* optimizer) {
+                             torch::optim::Optimizer* optimizer, torch::nn::Module* trained_model) {
   torch::serialize::OutputArchive archive;
   archive.write("meta/format_version", c10::IValue(kFormatVersion));
   archive.write("meta/model_name", c10::IValue(meta.model.name));
@@ -73,6 +73,11 @@ std::string checkpoint_bytes(const CheckpointMeta& meta, torch::nn::Module& mode
   torch::serialize::OutputArchive model_archive;
   model.save(model_archive);
   archive.write("model", model_archive);
+  if (trained_model) {
+    torch::serialize::OutputArchive trained_archive;
+    trained_model->save(trained_archive);
+    archive.write("trained_model", trained_archive);
+  }
   if (optimizer) {
     torch::serialize::OutputArchive optimizer_archive;
     optimizer->save(optimizer_archive);
@@ -84,8 +89,8 @@ std::string checkpoint_bytes(const CheckpointMeta& meta, torch::nn::Module& mode
 }
 
 void save_checkpoint(const std::string& path, const CheckpointMeta& meta, torch::nn::Module& model,
-                     torch::optim::Optimizer* optimizer) {
-  write_text_atomically(path, checkpoint_bytes(meta, model, optimizer));
+                     torch::optim::Optimizer* optimizer, torch::nn::Module* trained_model) {
+  write_text_atomically(path, checkpoint_bytes(meta, model, optimizer, trained_model));
 }
 
 CheckpointReader::CheckpointReader(const std::string& path) : path_(path) {
@@ -185,7 +190,11 @@ std::shared_ptr<ClassifierImpl> CheckpointReader::load_model() const {
   return model;
 }
 
-void CheckpointReader::restore_model(torch::nn::Module& model) const {
+void CheckpointReader::restore_model(torch::nn::Module& model) const { restore("model", model); }
+
+void CheckpointReader::restore_trained_model(torch::nn::Module& model) const { restore("trained_model", model); }
+
+void CheckpointReader::restore(const char* key, torch::nn::Module& model) const {
   try {
     // Module::load replaces tensors whatever their shape, so compare shapes around it.
     auto shapes = [&] {  // parameters and buffers (BatchNorm statistics), in registration order
@@ -196,10 +205,13 @@ void CheckpointReader::restore_model(torch::nn::Module& model) const {
     };
     const auto expected = shapes();
     torch::serialize::InputArchive model_archive;
-    archive_->read("model", model_archive);
+    if (!archive_->try_read(key, model_archive))
+      throw CheckpointError(path_ + ": holds no " + key + " (written without weight averaging?)");
     model.load(model_archive);
     const bool same = shapes() == expected;
     if (!same) throw std::runtime_error("shape mismatch");
+  } catch (const CheckpointError&) {
+    throw;
   } catch (const std::exception& e) {
     throw CheckpointError(path_ + ": weights do not fit model '" + meta_.model.name +
                           "' (different architecture or data shape?)");

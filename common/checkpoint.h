@@ -53,15 +53,17 @@ struct CheckpointMeta {
   std::vector<int64_t> best_confusion;
 };
 
-// The checkpoint file's bytes: meta, model and (if given) optimizer. Serialized in memory, so a
+// The checkpoint file's bytes: meta, model and (if given) optimizer. `model` is the network that
+// evaluation, best.pt and export use; with weight averaging that is the average, and
+// `trained_model` holds the weights being trained (for resuming). Serialized in memory, so a
 // failing disk surfaces in the plain write that follows, not inside LibTorch's zip writer.
 std::string checkpoint_bytes(const CheckpointMeta& meta, torch::nn::Module& model,
-                             torch::optim::Optimizer* optimizer);
+                             torch::optim::Optimizer* optimizer, torch::nn::Module* trained_model = nullptr);
 
 // Writes checkpoint_bytes to `path` atomically; throws std::runtime_error naming `path` and the
 // system's reason ("No space left on device") when it cannot, leaving the old file and no temp file.
 void save_checkpoint(const std::string& path, const CheckpointMeta& meta, torch::nn::Module& model,
-                     torch::optim::Optimizer* optimizer);
+                     torch::optim::Optimizer* optimizer, torch::nn::Module* trained_model = nullptr);
 
 // An opened checkpoint: the metadata is read at once; tensors are restored on request.
 class CheckpointReader {
@@ -74,8 +76,13 @@ class CheckpointReader {
   // Loads weights into an existing model; throws CheckpointError if shapes or names differ.
   void restore_model(torch::nn::Module& model) const;
   void restore_optimizer(torch::optim::Optimizer& optimizer) const;
+  // The weights being trained when the checkpoint also holds an average of them (see
+  // checkpoint_bytes); throws CheckpointError if it holds none or they do not fit.
+  void restore_trained_model(torch::nn::Module& model) const;
 
  private:
+  void restore(const char* key, torch::nn::Module& model) const;
+
   std::string path_;
   std::shared_ptr<torch::serialize::InputArchive> archive_;
   CheckpointMeta meta_;

@@ -14,6 +14,7 @@
 #include <variant>
 
 #include "models.h"
+#include "tta.h"
 
 namespace maas {
 namespace {
@@ -37,6 +38,23 @@ std::vector<ConfigField> fields_of(RunConfig& c) {
     };
   };
   auto any = [] { return std::string(); };
+  auto one_of = [](const std::string* v, std::vector<std::string> names) {
+    return [v, names]() -> std::string {
+      if (std::find(names.begin(), names.end(), *v) != names.end()) return "";
+      std::string list;
+      for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+      return "must be one of: " + list;
+    };
+  };
+  // [low, high], or (low, high] with low_open; written out in the message.
+  auto number_in = [](const double* v, double low, double high, bool low_open = false) {
+    return [v, low, high, low_open]() -> std::string {
+      if ((low_open ? *v > low : *v >= low) && *v <= high) return "";
+      std::ostringstream range;
+      range << "must be in " << (low_open ? "(" : "[") << low << ", " << high << "]";
+      return range.str();
+    };
+  };
   const bool may_change = true;  // resume_may_change
   return {
       {"data.dataset", &c.data.dataset,
@@ -48,6 +66,10 @@ std::vector<ConfigField> fields_of(RunConfig& c) {
        may_change},
       {"data.train_limit", &c.data.train_limit, non_negative(&c.data.train_limit)},
       {"data.test_limit", &c.data.test_limit, non_negative(&c.data.test_limit)},
+      {"augment.translate", &c.augment.translate, in_range(&c.augment.translate, 0, 64)},
+      {"augment.padding", &c.augment.padding, one_of(&c.augment.padding, {"reflect", "zeros"})},
+      {"augment.flip", &c.augment.flip, one_of(&c.augment.flip, {"none", "random", "alternating"})},
+      {"augment.cutout", &c.augment.cutout, in_range(&c.augment.cutout, 0, 4096)},
       {"model.name", &c.model.name,
        [&c]() -> std::string {
          if (find_architecture(c.model.name)) return "";
@@ -65,6 +87,7 @@ std::vector<ConfigField> fields_of(RunConfig& c) {
        [&c]() -> std::string {
          return c.model.width > 0 && c.model.width <= kMaxWidthMultiplier ? "" : "must be in (0, 16]";
        }},
+      {"model.init", &c.model.init, any, may_change},
       {"train.epochs", &c.train.epochs, positive(&c.train.epochs), may_change},
       {"train.batch_size", &c.train.batch_size, in_range(&c.train.batch_size, 1, kMaxBatchSize)},
       {"train.eval_batch_size", &c.train.eval_batch_size, in_range(&c.train.eval_batch_size, 1, kMaxBatchSize),
@@ -74,6 +97,36 @@ std::vector<ConfigField> fields_of(RunConfig& c) {
       {"train.seed", &c.train.seed, non_negative(&c.train.seed)},
       {"train.threads", &c.train.threads, in_range(&c.train.threads, 0, kMaxThreads), may_change},
       {"train.channels_last", &c.train.channels_last, any, may_change},
+      {"train.optimizer", &c.train.optimizer, one_of(&c.train.optimizer, {"adam", "adamw", "sgd"})},
+      {"train.momentum", &c.train.momentum, number_in(&c.train.momentum, 0, 0.9999)},
+      {"train.nesterov", &c.train.nesterov, any},
+      {"train.weight_decay", &c.train.weight_decay, number_in(&c.train.weight_decay, 0, 1)},
+      {"train.decoupled_weight_decay", &c.train.decoupled_weight_decay, any},
+      {"train.decay_norm_and_bias", &c.train.decay_norm_and_bias, any},
+      {"train.norm_lr_multiplier", &c.train.norm_lr_multiplier, number_in(&c.train.norm_lr_multiplier, 0, 1e4, true)},
+      {"train.bias_lr_multiplier", &c.train.bias_lr_multiplier, number_in(&c.train.bias_lr_multiplier, 0, 1e4, true)},
+      {"train.train_norm_weights", &c.train.train_norm_weights, any},
+      {"train.data_init", &c.train.data_init, any},
+      {"train.stem_epochs", &c.train.stem_epochs, non_negative(&c.train.stem_epochs)},
+      {"train.schedule", &c.train.schedule, one_of(&c.train.schedule, {"constant", "step", "cosine", "onecycle"})},
+      {"train.warmup", &c.train.warmup,
+       [&c]() -> std::string { return c.train.warmup >= 0 && c.train.warmup < 1 ? "" : "must be in [0, 1)"; }},
+      {"train.lr_start_factor", &c.train.lr_start_factor, number_in(&c.train.lr_start_factor, 0, 1)},
+      {"train.lr_end_factor", &c.train.lr_end_factor, number_in(&c.train.lr_end_factor, 0, 1)},
+      {"train.step_epochs", &c.train.step_epochs, non_negative(&c.train.step_epochs)},
+      {"train.step_gamma", &c.train.step_gamma, number_in(&c.train.step_gamma, 0, 1, true)},
+      {"train.label_smoothing", &c.train.label_smoothing,
+       [&c]() -> std::string {
+         return c.train.label_smoothing >= 0 && c.train.label_smoothing < 1 ? "" : "must be in [0, 1)";
+       }},
+      {"train.clip_grad_norm", &c.train.clip_grad_norm, number_in(&c.train.clip_grad_norm, 0, 1e6)},
+      {"train.ema_decay", &c.train.ema_decay,
+       [&c]() -> std::string { return c.train.ema_decay >= 0 && c.train.ema_decay < 1 ? "" : "must be in [0, 1)"; }},
+      {"train.ema_every", &c.train.ema_every, in_range(&c.train.ema_every, 1, 1000000)},
+      {"train.ema_warmup_power", &c.train.ema_warmup_power, number_in(&c.train.ema_warmup_power, 0, 100)},
+      {"train.lookahead", &c.train.lookahead, any},
+      {"eval.tta", &c.eval.tta, one_of(&c.eval.tta, tta_mode_names()), may_change},
+      {"eval.every", &c.eval.every, non_negative(&c.eval.every), may_change},
   };
 }
 
@@ -260,6 +313,19 @@ void resolve(const YAML::Node& root, const std::string& origin, const std::vecto
   }
 }
 
+// Keys that are valid alone but not together.
+void check_combinations(const RunConfig& c) {
+  check_model_options(c.model);  // model.widths' count depends on model.name
+  if (c.train.lookahead && c.train.ema_decay == 0)
+    throw ConfigError("train.lookahead=true needs a weight average: set train.ema_decay (e.g. 0.77)");
+  if (c.train.schedule == "step" && c.train.step_epochs == 0)
+    throw ConfigError("train.schedule=step needs train.step_epochs (multiply by train.step_gamma every N epochs)");
+  if (c.train.nesterov && (c.train.optimizer != "sgd" || c.train.momentum == 0))
+    throw ConfigError("train.nesterov=true needs train.optimizer=sgd and train.momentum > 0");
+  if (c.train.decoupled_weight_decay && c.train.optimizer != "sgd")
+    throw ConfigError("train.decoupled_weight_decay is for train.optimizer=sgd (adamw always decouples, adam never)");
+}
+
 }  // namespace
 
 void apply_config(const std::string& yaml_text, const std::string& origin, const std::vector<std::string>& overrides,
@@ -300,14 +366,14 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::string& orig
                            const std::vector<std::string>& overrides) {
   RunConfig config;
   apply_config(yaml_text, origin, overrides, fields_of(config));
-  check_model_options(config.model);  // keys that are valid alone but not together (model.widths' count)
+  check_combinations(config);
   return config;
 }
 
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
   RunConfig config;
   apply_config_file(path, overrides, fields_of(config));
-  check_model_options(config.model);
+  check_combinations(config);
   return config;
 }
 
@@ -324,6 +390,13 @@ std::vector<std::string> resume_conflicts(const RunConfig& saved, const RunConfi
     if (old_value != new_value)
       conflicts.push_back(before[i].key + ": " + old_value + " in the run, " + new_value + " now");
   }
+  // Schedules that span the whole run change with its length: more epochs is another run then.
+  const bool spans_run = saved.train.schedule == "cosine" || saved.train.schedule == "onecycle" ||
+                         (saved.train.ema_decay > 0 && saved.train.ema_warmup_power > 0);
+  if (spans_run && saved.train.epochs != requested.train.epochs)
+    conflicts.push_back("train.epochs: " + std::to_string(saved.train.epochs) + " in the run, " +
+                        std::to_string(requested.train.epochs) + " now (the " + saved.train.schedule +
+                        " schedule or the EMA warmup spans all epochs)");
   return conflicts;
 }
 

@@ -47,20 +47,66 @@ struct DataOptions {
   int64_t test_limit = 0;                        // use the first N test images; 0 = all
 };
 
+// Augmentation of training batches (uint8, in C++; see train/batch_source.h). All off by default.
+struct AugmentOptions {
+  int64_t translate = 0;            // shift each image by up to N pixels each way (a random crop of the padded image); 0 = off
+  std::string padding = "reflect";  // what fills the border a shift uncovers: "reflect" or "zeros"
+  std::string flip = "none";        // horizontal flip: "none"; "random" (each image, p = 1/2); "alternating"
+                                    // (random in epoch 1, then each image flips every other epoch)
+  int64_t cutout = 0;               // side of a square set to the data set's mean colour at a random place; 0 = off
+};
+
 struct TrainOptions {
   int64_t epochs = 10;
   int64_t batch_size = 32;
   int64_t eval_batch_size = 500;  // evaluation only; does not change results
-  double lr = 1e-3;               // Adam learning rate
-  int64_t seed = 0;               // seeds weight init and shuffling: same seed, same run
+  double lr = 1e-3;               // base learning rate (the schedule multiplies it per step)
+  int64_t seed = 0;               // seeds weight init, shuffling and augmentation: same seed, same run
   int64_t threads = 0;            // LibTorch intra-op threads; 0 = all cores
   bool channels_last = true;      // NHWC memory format: faster oneDNN convolutions, same maths
+
+  // Optimizer.
+  std::string optimizer = "adam";       // "adam", "adamw" or "sgd"
+  double momentum = 0.9;                // sgd: momentum; adam/adamw: beta1
+  bool nesterov = false;                // sgd: Nesterov momentum
+  double weight_decay = 0;              // adam: L2 added to the gradient; adamw: decoupled; sgd: see below
+  bool decoupled_weight_decay = false;  // sgd: shrink weights by lr * weight_decay per step, outside the momentum (SGDW)
+  bool decay_norm_and_bias = true;      // false: BatchNorm parameters and biases get no weight decay
+  double norm_lr_multiplier = 1;        // learning rate of BatchNorm parameters, times this (airbench: 64)
+  double bias_lr_multiplier = 1;        // learning rate of other biases, times this
+  bool train_norm_weights = true;       // false: BatchNorm scales stay at 1, only their shifts train (airbench)
+  bool data_init = false;               // let the architecture initialize from training images (airbench: whitening stem, frozen)
+  int64_t stem_epochs = 0;              // train the first layer only in the first N epochs, then freeze it; 0 = always
+
+  // Learning-rate schedule, per step: lr * factor(step).
+  std::string schedule = "constant";  // "constant", "step", "cosine" or "onecycle" (linear up, then linear down)
+  double warmup = 0;                  // cosine/onecycle: fraction of all steps spent rising from lr_start_factor to 1
+  double lr_start_factor = 0;         // cosine/onecycle: factor at step 0 (with warmup > 0)
+  double lr_end_factor = 0;           // cosine/onecycle: factor at the last step
+  int64_t step_epochs = 0;            // step: multiply by step_gamma every N epochs
+  double step_gamma = 0.1;
+
+  // Loss, gradients and weight averaging.
+  double label_smoothing = 0;   // cross-entropy against (1 - s) one-hot + s / classes
+  double clip_grad_norm = 0;    // clip the gradients' global L2 norm to this; 0 = off
+  double ema_decay = 0;         // exponential moving average of weights and BatchNorm statistics; 0 = off.
+                                // When on, evaluation, best.pt and export use the average.
+  int64_t ema_every = 1;        // update the average every N steps
+  double ema_warmup_power = 0;  // decay used = ema_decay * (step / all steps)^power; 0 = constant decay
+  bool lookahead = false;       // after each average update, the trained weights restart from the average
+};
+
+struct EvalOptions {
+  std::string tta = "none";  // test-time augmentation: "none", "flip", "flip_translate" (6 views; common/tta.h)
+  int64_t every = 1;         // evaluate after every N epochs, and always after the last; 0 = only after the last
 };
 
 struct RunConfig {
   DataOptions data;
+  AugmentOptions augment;
   ModelOptions model;
   TrainOptions train;
+  EvalOptions eval;
 };
 
 // Loads `path` (YAML), then applies each "key=value" of `overrides` (value parsed as YAML).
@@ -80,7 +126,8 @@ std::string to_yaml(const RunConfig& config);
 // and `requested` (the command's config), one line each, e.g.
 // "train.batch_size: 32 in the run, 64 now". Empty when the run may be resumed with `requested`.
 // Keys that do not alter results (ConfigField::resume_may_change: epochs, threads, data.root,
-// eval batch size, memory format) may differ.
+// eval batch size, memory format, evaluation, model.init) may differ; train.epochs may not when
+// the schedule or the EMA warmup spans the run.
 std::vector<std::string> resume_conflicts(const RunConfig& saved, const RunConfig& requested);
 
 // The value of one field as YAML text ("32", "[64, 128]", "cnn").

@@ -31,6 +31,9 @@ struct ModelSpec {
 class ClassifierImpl : public torch::nn::Module {
  public:
   virtual torch::Tensor forward(torch::Tensor images) = 0;
+  // Data-dependent initialization from normalized training images [N, C, H, W] (train.data_init);
+  // may also freeze what it sets (requires_grad false). Default: nothing. Deterministic.
+  virtual void init_from_data(const torch::Tensor& images) { (void)images; }
 };
 
 // One registered architecture.

@@ -5,16 +5,24 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <sstream>
 
+#include <limits>
+
+#include "batch_source.h"
 #include "checkpoint.h"
 #include "dataset.h"
+#include "evaluate.h"
 #include "files.h"
+#include "fine_tune.h"
 #include "models.h"
+#include "optimizer.h"
 #include "progress.h"
+#include "weight_average.h"
 
 namespace maas {
 namespace fs = std::filesystem;
@@ -22,6 +30,9 @@ namespace fs = std::filesystem;
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// Training images that train.data_init hands the architecture (airbench whitens from 5000).
+constexpr int64_t kDataInitImages = 5000;
 
 const char* kMetricsHeader = "epoch,train_loss,train_acc,test_loss,test_acc,lr,images_per_s,seconds";
 
@@ -53,42 +64,6 @@ std::vector<EpochMetrics> read_metrics(const std::string& path, int64_t last_epo
   return rows;
 }
 
-// Each epoch's order depends only on (seed, epoch), so a resumed run shuffles identically.
-torch::Tensor epoch_order(int64_t n, int64_t seed, int64_t epoch) {
-  auto generator = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed) * 1000003ULL +
-                                                            static_cast<uint64_t>(epoch));
-  return torch::randperm(n, generator, torch::kInt64);
-}
-
-// Pixels of the chosen images, normalized, in the layout the model runs fastest in.
-torch::Tensor make_batch(const ImageSet& set, const torch::Tensor& index, const Normalization& norm,
-                         bool channels_last) {
-  auto x = norm.apply(set.images.index_select(0, index));
-  return channels_last ? x.contiguous(torch::MemoryFormat::ChannelsLast) : x;
-}
-
-struct Evaluation {
-  double loss = 0, acc = 0;
-};
-
-Evaluation evaluate(ClassifierImpl& model, const ImageSet& set, const Normalization& norm, int64_t batch_size,
-                    bool channels_last) {
-  model.eval();
-  torch::NoGradGuard no_grad;
-  double loss_sum = 0;
-  int64_t correct = 0;
-  for (int64_t begin = 0; begin < set.size(); begin += batch_size) {
-    const int64_t end = std::min(set.size(), begin + batch_size);
-    auto index = torch::arange(begin, end, torch::kInt64);
-    auto logits = model.forward(make_batch(set, index, norm, channels_last));
-    auto labels = set.labels.slice(0, begin, end);
-    loss_sum += torch::cross_entropy_loss(logits, labels, {}, at::Reduction::Sum).item<double>();
-    correct += logits.argmax(1).eq(labels).sum().item<int64_t>();
-  }
-  model.train();
-  return {loss_sum / static_cast<double>(set.size()), static_cast<double>(correct) / static_cast<double>(set.size())};
-}
-
 void to_channels_last(torch::nn::Module& model) {
   torch::NoGradGuard no_grad;
   for (auto& p : model.parameters())
@@ -98,20 +73,50 @@ void to_channels_last(torch::nn::Module& model) {
 std::string epoch_line(const EpochMetrics& m, int64_t epochs) {
   std::ostringstream out;
   out << "epoch " << m.epoch << "/" << epochs << std::fixed << std::setprecision(4) << "  train_loss " << m.train_loss
-      << std::setprecision(2) << "  train_acc " << 100 * m.train_acc << "%" << std::setprecision(4) << "  test_loss "
-      << m.test_loss << std::setprecision(2) << "  test_acc " << 100 * m.test_acc << "%" << std::setprecision(0)
-      << "  " << m.images_per_s << " img/s" << std::setprecision(1) << "  " << m.seconds << " s";
+      << std::setprecision(2) << "  train_acc " << 100 * m.train_acc << "%";
+  if (std::isnan(m.test_acc))
+    out << "  (not evaluated)";
+  else
+    out << std::setprecision(4) << "  test_loss " << m.test_loss << std::setprecision(2) << "  test_acc "
+        << 100 * m.test_acc << "%";
+  out << std::setprecision(0) << "  " << m.images_per_s << " img/s" << std::setprecision(1) << "  " << m.seconds
+      << " s" << std::scientific << std::setprecision(3) << "  lr " << m.lr;
   return out.str();
 }
 
+// Repairs what a crash after last.pt's commit left behind (see the epoch's end in train()):
+// best.pt is copied from last.pt when last.pt is the best epoch and best.pt does not hold it yet.
+// Only a completed epoch (step 0) can be that copy: a mid-epoch checkpoint is written only after
+// its process already did this repair or wrote best.pt itself.
+void repair_after_crash(const CheckpointMeta& meta, const std::string& run_dir, std::ostream* log,
+                        const std::function<void(const std::string&)>& wrote) {
+  if (meta.best_epoch == 0 || meta.best_epoch != meta.epoch || meta.step != 0) return;
+  int64_t best_holds = -1;
+  try {
+    best_holds = CheckpointReader(best_checkpoint_path(run_dir)).meta().epoch;
+  } catch (const CheckpointError&) {
+    // missing or torn: rewritten below
+  }
+  if (best_holds == meta.best_epoch) return;
+  write_text_atomically(best_checkpoint_path(run_dir), read_text(last_checkpoint_path(run_dir)));
+  wrote(best_checkpoint_path(run_dir));
+  if (log) *log << "restored " << best_checkpoint_path(run_dir) << " (epoch " << meta.best_epoch << ") from last.pt\n";
+}
+
 }  // namespace
+
+LossFunction label_smoothed_cross_entropy(double smoothing) {
+  return [smoothing](const torch::Tensor& logits, const Batch& batch) {
+    return torch::cross_entropy_loss(logits, batch.labels, {}, at::Reduction::Mean, -100, smoothing);
+  };
+}
 
 TrainResult train(const RunConfig& config, const std::string& run_dir, bool resume, const TrainHooks& hooks) {
   const auto& opt = config.train;
   std::ostream* log = hooks.log;
   torch::set_num_threads(static_cast<int>(resolve_threads(opt.threads)));
 
-  // Data: uint8 in memory, normalized batch by batch.
+  // Data: uint8 in memory, augmented and normalized batch by batch.
   const ImageSet train_set = load_dataset(config.data.dataset, config.data.root, Split::kTrain).head(config.data.train_limit);
   const ImageSet test_set = load_dataset(config.data.dataset, config.data.root, Split::kTest).head(config.data.test_limit);
   // No images means no steps and NaN metrics: refuse instead of "succeeding".
@@ -120,103 +125,132 @@ TrainResult train(const RunConfig& config, const std::string& run_dir, bool resu
   const ModelSpec spec{train_set.channels(), train_set.height(), train_set.width(),
                        static_cast<int64_t>(train_set.classes.size())};
 
-  // Model and optimizer, fresh or from the last checkpoint.
   fs::create_directories(run_dir);
   // A killed process can leave "last.pt.tmp.PID" and the like; they are never renamed now.
   for (const auto& stale : remove_stale_temp_files(run_dir))
     if (log) *log << "removed " << stale << " (left by an interrupted run)\n";
   auto wrote = [&](const std::string& path) { hooks.after_write(path); };
+
+  // The run's record: fresh, or the last checkpoint's.
   CheckpointMeta meta;
-  meta.model = config.model;
-  meta.spec = spec;
-  meta.classes = train_set.classes;
+  std::unique_ptr<CheckpointReader> checkpoint;
+  if (resume) {
+    checkpoint = std::make_unique<CheckpointReader>(last_checkpoint_path(run_dir));
+    const auto& saved = checkpoint->meta();
+    if (!same_network(saved.model, config.model) || saved.spec.channels != spec.channels ||
+        saved.spec.height != spec.height || saved.spec.width != spec.width || saved.spec.classes != spec.classes)
+      throw CheckpointError(last_checkpoint_path(run_dir) + ": was trained with model '" + saved.model.name +
+                            "' (or other model.* keys) on other data than this config describes");
+    if (opt.epochs < saved.epoch)
+      throw ConfigError("train.epochs=" + std::to_string(opt.epochs) + " but " + last_checkpoint_path(run_dir) +
+                        " already holds " + std::to_string(saved.epoch) + " epochs; resume with at least that many");
+    meta = saved;
+  } else {
+    meta.model = config.model;
+    meta.spec = spec;
+    meta.classes = train_set.classes;
+    meta.normalization = Normalization::of(train_set.images);
+  }
+
+  // Model, weight average and optimizer. Everything that decides which parameters train happens
+  // before the optimizer is built, identically on resume, so the optimizer's groups match its state.
   torch::manual_seed(static_cast<uint64_t>(opt.seed));
   auto model = make_model(config.model, spec);
-  torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(opt.lr));
-  if (resume) {
-    CheckpointReader checkpoint(last_checkpoint_path(run_dir));
-    if (!same_network(checkpoint.meta().model, meta.model) || checkpoint.meta().spec.channels != spec.channels ||
-        checkpoint.meta().spec.height != spec.height || checkpoint.meta().spec.width != spec.width ||
-        checkpoint.meta().spec.classes != spec.classes)
-      throw CheckpointError(last_checkpoint_path(run_dir) + ": was trained with model '" +
-                            checkpoint.meta().model.name + "' (or other model.* keys) on other data than this config describes");
-    if (opt.epochs < checkpoint.meta().epoch)
-      throw ConfigError("train.epochs=" + std::to_string(opt.epochs) + " but " + last_checkpoint_path(run_dir) +
-                        " already holds " + std::to_string(checkpoint.meta().epoch) +
-                        " epochs; resume with at least that many");
-    checkpoint.restore_model(*model);
-    checkpoint.restore_optimizer(optimizer);
-    meta = checkpoint.meta();
+  if (opt.data_init) model->init_from_data(meta.normalization.apply(train_set.head(kDataInitImages).images));
+  if (!checkpoint && !config.model.init.empty()) {
+    const std::string summary = init_from_file(config.model.init, *model);
+    if (log) *log << summary << "\n";
+  }
+  if (!opt.train_norm_weights) freeze_norm_weights(*model);
+  TrainingOptimizer optimizer(*model, opt);
+  std::shared_ptr<ClassifierImpl> average_model;
+  if (opt.ema_decay > 0) average_model = make_model(config.model, spec);
+  if (checkpoint) {
+    if (average_model) {
+      checkpoint->restore_trained_model(*model);
+      checkpoint->restore_model(*average_model);
+    } else {
+      checkpoint->restore_model(*model);
+    }
+    checkpoint->restore_optimizer(optimizer.optimizer());
     if (meta.rng_state.numel() > 0) {
       auto generator = at::detail::getDefaultCPUGenerator();
       generator.set_state(meta.rng_state);
     }
     if (meta.history.empty()) meta.history = read_metrics(metrics_path(run_dir), meta.epoch);
-    // Repair what a crash after last.pt's commit left behind (see the epoch's end below): best.pt
-    // is copied from last.pt when last.pt is the best epoch and best.pt does not hold it yet.
-    // Only a completed epoch (step 0) can be that copy: a mid-epoch checkpoint is written only
-    // after its process already did this repair or wrote best.pt itself.
-    if (meta.best_epoch > 0 && meta.best_epoch == meta.epoch && meta.step == 0) {
-      int64_t best_holds = -1;
-      try {
-        best_holds = CheckpointReader(best_checkpoint_path(run_dir)).meta().epoch;
-      } catch (const CheckpointError&) {
-        // missing or torn: rewritten below
-      }
-      if (best_holds != meta.best_epoch) {
-        write_text_atomically(best_checkpoint_path(run_dir), read_text(last_checkpoint_path(run_dir)));
-        wrote(best_checkpoint_path(run_dir));
-        if (log) *log << "restored " << best_checkpoint_path(run_dir) << " (epoch " << meta.best_epoch << ") from last.pt\n";
-      }
-    }
+    repair_after_crash(meta, run_dir, log, wrote);
     write_text_atomically(metrics_path(run_dir), metrics_csv(meta.history));
     wrote(metrics_path(run_dir));
-  } else {
-    meta.normalization = Normalization::of(train_set.images);
   }
-  if (opt.channels_last) to_channels_last(*model);
+  if (opt.channels_last) {
+    to_channels_last(*model);
+    if (average_model) to_channels_last(*average_model);
+  }
+  std::unique_ptr<WeightAverage> average;
+  if (average_model) average = std::make_unique<WeightAverage>(model, average_model, /*start_from_trained=*/!checkpoint);
+  ClassifierImpl& evaluated = average ? average->average() : *model;  // what evaluation, best.pt and export see
   model->train();
+  evaluated.train();
   write_text_atomically(run_config_path(run_dir), to_yaml(config));
   wrote(run_config_path(run_dir));
+
+  const BatchSource batches(train_set, config.augment, meta.normalization, opt.batch_size, opt.seed, opt.channels_last);
+  const int64_t steps = batches.steps_per_epoch();
+  const int64_t total_steps = steps * opt.epochs;
+  const TtaMode tta = parse_tta_mode(config.eval.tta);
+  const LossFunction loss_of = hooks.loss ? hooks.loss : label_smoothed_cross_entropy(opt.label_smoothing);
+  std::string frozen_layer;
+  auto freeze_stem_if_due = [&](int64_t epochs_done) {
+    if (opt.stem_epochs > 0 && epochs_done >= opt.stem_epochs && frozen_layer.empty()) {
+      frozen_layer = freeze_first_layer(*model);
+      if (log && frozen_layer.size()) *log << "froze layer '" << frozen_layer << "' after epoch " << epochs_done << "\n";
+    }
+  };
+  freeze_stem_if_due(meta.epoch);
 
   TrainResult result;
   result.history = meta.history;
   result.best_test_acc = std::max(0.0, meta.best_test_acc);
   if (log) {
     *log << "model '" << meta.model.name << "':\n" << model_summary(*model, spec);
+    *log << "optimizer: " << optimizer.describe();
     *log << "data: " << train_set.size() << " train / " << test_set.size() << " test images of " << spec.channels
          << "x" << spec.height << "x" << spec.width << ", " << spec.classes << " classes; run directory " << run_dir
          << "\n";
     if (resume) *log << "resuming after epoch " << meta.epoch << ", batch " << meta.step << "\n";
   }
 
-  const int64_t n = train_set.size();
-  const int64_t steps = n / opt.batch_size + (n % opt.batch_size != 0);  // no overflow for any batch size
   ProgressBar bar(log, hooks.progress_bar);
   auto save_last = [&] {
-    save_checkpoint(last_checkpoint_path(run_dir), meta, *model, &optimizer);
+    save_checkpoint(last_checkpoint_path(run_dir), meta, evaluated, &optimizer.optimizer(),
+                    average ? model.get() : nullptr);
     wrote(last_checkpoint_path(run_dir));
   };
 
   for (int64_t epoch = meta.epoch + 1; epoch <= opt.epochs; ++epoch) {
     const auto epoch_start = Clock::now();
-    const torch::Tensor order = epoch_order(n, opt.seed, epoch);
     bar.start("epoch " + std::to_string(epoch) + "/" + std::to_string(opt.epochs), steps, meta.step);
+    double lr = optimizer.current_lr();
     for (int64_t step = meta.step; step < steps; ++step) {
       const auto batch_start = Clock::now();
-      const auto index = order.slice(0, step * opt.batch_size, std::min(n, (step + 1) * opt.batch_size));
-      const auto images = make_batch(train_set, index, meta.normalization, opt.channels_last);
-      const auto labels = train_set.labels.index_select(0, index);
+      const int64_t global_step = (epoch - 1) * steps + step;  // 0-based over the run
+      optimizer.set_lr_factor(lr_factor(opt, global_step, total_steps, steps));
+      lr = optimizer.current_lr();
+      const Batch batch = batches.batch(epoch, step);
 
+      // One training step.
       optimizer.zero_grad();
-      const auto logits = model->forward(images);
-      const auto loss = torch::cross_entropy_loss(logits, labels);
+      const auto logits = model->forward(batch.images);
+      const auto loss = loss_of(logits, batch);
       loss.backward();
       optimizer.step();
+      if (average && (global_step + 1) % opt.ema_every == 0)
+        average->update(average_decay(opt.ema_decay, opt.ema_warmup_power, global_step + 1, total_steps),
+                        opt.lookahead);
 
-      const int64_t count = index.size(0);
+      const int64_t count = batch.labels.size(0);
       meta.partial_loss_sum += loss.item<double>() * static_cast<double>(count);
-      meta.partial_correct += logits.argmax(1).eq(labels).sum().item<int64_t>();
+      meta.partial_correct += logits.argmax(1).eq(batch.labels).sum().item<int64_t>();
       meta.partial_seen += count;
       meta.partial_seconds += std::chrono::duration<double>(Clock::now() - batch_start).count();
       meta.step = step + 1;
@@ -234,14 +268,18 @@ TrainResult train(const RunConfig& config, const std::string& run_dir, bool resu
       }
     }
 
-    const Evaluation test = evaluate(*model, test_set, meta.normalization, opt.eval_batch_size, opt.channels_last);
+    const bool evaluate_now = epoch == opt.epochs || (config.eval.every > 0 && epoch % config.eval.every == 0);
+    Evaluation test;
+    test.loss = test.acc = std::numeric_limits<double>::quiet_NaN();  // not evaluated this epoch
+    if (evaluate_now)
+      test = evaluate(evaluated, test_set, meta.normalization, opt.eval_batch_size, opt.channels_last, tta);
     EpochMetrics m;
     m.epoch = epoch;
     m.train_loss = meta.partial_loss_sum / static_cast<double>(meta.partial_seen);
     m.train_acc = static_cast<double>(meta.partial_correct) / static_cast<double>(meta.partial_seen);
     m.test_loss = test.loss;
     m.test_acc = test.acc;
-    m.lr = opt.lr;
+    m.lr = lr;
     m.images_per_s = static_cast<double>(meta.partial_seen) / meta.partial_seconds;
     m.seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
     result.history.push_back(m);
@@ -258,24 +296,27 @@ TrainResult train(const RunConfig& config, const std::string& run_dir, bool resu
     meta.step = 0;
     meta.partial_loss_sum = meta.partial_seconds = 0;
     meta.partial_correct = meta.partial_seen = 0;
-    meta.last_test_acc = test.acc;
+    if (evaluate_now) meta.last_test_acc = test.acc;
     meta.rng_state = at::detail::getDefaultCPUGenerator().get_state();
-    const bool best = test.acc > meta.best_test_acc;
+    const bool best = evaluate_now && test.acc > meta.best_test_acc;
     if (best) {
       meta.best_test_acc = test.acc;
       meta.best_epoch = epoch;
+      meta.best_confusion = test.confusion;
     }
-    result.best_test_acc = meta.best_test_acc;
-    const std::string checkpoint = checkpoint_bytes(meta, *model, &optimizer);
-    write_text_atomically(last_checkpoint_path(run_dir), checkpoint);
+    result.best_test_acc = std::max(0.0, meta.best_test_acc);
+    const std::string bytes =
+        checkpoint_bytes(meta, evaluated, &optimizer.optimizer(), average ? model.get() : nullptr);
+    write_text_atomically(last_checkpoint_path(run_dir), bytes);
     wrote(last_checkpoint_path(run_dir));
     if (best) {
-      write_text_atomically(best_checkpoint_path(run_dir), checkpoint);
+      write_text_atomically(best_checkpoint_path(run_dir), bytes);
       wrote(best_checkpoint_path(run_dir));
     }
     write_text_atomically(metrics_path(run_dir), metrics_csv(meta.history));
     wrote(metrics_path(run_dir));
     bar.finish(epoch_line(m, opt.epochs) + (best ? "  (best)" : ""));
+    freeze_stem_if_due(epoch);
 
     if (hooks.should_stop() && epoch < opt.epochs) {
       result.interrupted = true;

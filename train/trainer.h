@@ -1,4 +1,4 @@
-// The training loop of maas-train: Adam + cross-entropy, per-epoch evaluation, checkpoints, resume.
+// The training loop of maas-train: batches, optimizer and schedule, evaluation, checkpoints, resume.
 #pragma once
 
 #include <functional>
@@ -6,10 +6,19 @@
 #include <string>
 #include <vector>
 
+#include "batch_source.h"
 #include "checkpoint.h"
 #include "config.h"
 
 namespace maas {
+
+// The loss of one training batch from the model's logits: a scalar to minimize. The training step
+// calls it; distillation and other objectives plug in here.
+using LossFunction = std::function<torch::Tensor(const torch::Tensor& logits, const Batch& batch)>;
+
+// The configured loss: cross-entropy against the labels smoothed by `smoothing` ((1 - s) one-hot
+// + s / classes), averaged over the batch.
+LossFunction label_smoothed_cross_entropy(double smoothing);
 
 struct TrainHooks {
   // Polled after every batch; returning true makes train() checkpoint and return early.
@@ -21,6 +30,8 @@ struct TrainHooks {
   // Called with each run-directory file's path right after it is renamed into place. Tests throw
   // here to stop the run exactly there, as a kill -9 at that moment would.
   std::function<void(const std::string& path)> after_write = [](const std::string&) {};
+  // Replaces the configured loss (cross-entropy with train.label_smoothing) when set.
+  LossFunction loss;
 };
 
 struct TrainResult {

@@ -19,6 +19,14 @@ torch::nn::Conv2d conv3x3(int64_t in_channels, int64_t out_channels) {
   return torch::nn::Conv2d(torch::nn::Conv2dOptions(in_channels, out_channels, 3).padding(1).bias(false));
 }
 
+// airbench starts each convolution as an identity on its first channels: the network begins close
+// to a shallower one, which trains faster.
+void dirac_init(torch::nn::Conv2d& conv) {
+  torch::NoGradGuard no_grad;
+  auto& w = conv->weight;
+  torch::nn::init::dirac_(w.narrow(0, 0, std::min(w.size(0), w.size(1))));
+}
+
 }  // namespace
 
 ConvGroupImpl::ConvGroupImpl(int64_t in_channels, int64_t out_channels) {
@@ -26,6 +34,8 @@ ConvGroupImpl::ConvGroupImpl(int64_t in_channels, int64_t out_channels) {
   bn1_ = register_module("bn1", airbench_batch_norm(out_channels));
   conv2_ = register_module("conv2", conv3x3(out_channels, out_channels));
   bn2_ = register_module("bn2", airbench_batch_norm(out_channels));
+  dirac_init(conv1_);
+  dirac_init(conv2_);
 }
 
 torch::Tensor ConvGroupImpl::forward(torch::Tensor x) {
@@ -43,6 +53,27 @@ AirbenchImpl::AirbenchImpl(const ModelSpec& spec, const std::vector<int64_t>& wi
   group2_ = register_module("group2", ConvGroup(widths.at(0), widths.at(1)));
   group3_ = register_module("group3", ConvGroup(widths.at(1), widths.at(2)));
   fc_ = register_module("fc", torch::nn::Linear(torch::nn::LinearOptions(widths.at(2), spec.classes).bias(false)));
+}
+
+void AirbenchImpl::init_from_data(const torch::Tensor& images) {
+  torch::NoGradGuard no_grad;
+  const int64_t c = images.size(1), patch = 4 * c;
+  // Covariance of all 2x2 patches (uncentred, as airbench), accumulated in chunks to bound memory.
+  auto covariance = torch::zeros({patch, patch}, torch::kFloat64);
+  int64_t count = 0;
+  for (int64_t begin = 0; begin < images.size(0); begin += 256) {
+    const auto x = images.slice(0, begin, std::min(images.size(0), begin + 256)).to(torch::kFloat64);
+    // [n, C, H-1, W-1, 2, 2] -> [n, H-1, W-1, C, 2, 2] -> rows of C*2*2 (the stem weight's layout)
+    const auto rows = x.unfold(2, 2, 1).unfold(3, 2, 1).permute({0, 2, 3, 1, 4, 5}).reshape({-1, patch});
+    covariance += rows.t().mm(rows);
+    count += rows.size(0);
+  }
+  covariance /= static_cast<double>(count);
+  const auto [eigenvalues, eigenvectors] = torch::linalg::eigh(covariance, "L");
+  const auto filters = (eigenvectors.t() / (eigenvalues + 5e-4).sqrt().unsqueeze(1)).reshape({patch, c, 2, 2});
+  auto& w = stem_->weight;
+  w.copy_(torch::cat({filters, -filters}).to(w.dtype()));
+  w.set_requires_grad(false);
 }
 
 torch::Tensor AirbenchImpl::forward(torch::Tensor x) {

@@ -19,15 +19,19 @@ class ConvGroupImpl : public torch::nn::Module {
 };
 TORCH_MODULE(ConvGroup);
 
-// stem: 2x2 convolution (no padding) to 8*C channels, GELU (airbench initializes it by patch
-// whitening; here it is trained like any layer); three ConvGroups of widths {w0, w1, w2};
-// global max-pool; Linear(w2 -> classes, no bias); times 1/9 (airbench's output scale).
-// airbench94 is {64, 256, 256}, airbench93 {64, 128, 128}.
+// stem: 2x2 convolution (no padding) to 8*C channels, GELU; three ConvGroups of widths
+// {w0, w1, w2}; global max-pool; Linear(w2 -> classes, no bias); times 1/9 (airbench's output
+// scale). airbench94 is {64, 256, 256}, airbench93 {64, 128, 128}. The groups' convolutions start
+// as identities on their first channels (dirac), as in airbench; with train.data_init the stem is
+// airbench's patch-whitening layer (init_from_data) and its weights stay fixed.
 class AirbenchImpl : public ClassifierImpl {
  public:
   // Throws std::invalid_argument for images smaller than 9x9 (2x2 stem, three 2x2 poolings).
   AirbenchImpl(const ModelSpec& spec, const std::vector<int64_t>& widths);
   torch::Tensor forward(torch::Tensor images) override;
+  // The stem's 4C filters become the eigenvectors of the covariance of the images' 2x2 patches,
+  // scaled by 1/sqrt(eigenvalue + 5e-4), and their negatives (the other 4C); then frozen.
+  void init_from_data(const torch::Tensor& images) override;
 
  private:
   torch::nn::Conv2d stem_{nullptr};

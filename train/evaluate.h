@@ -1,0 +1,24 @@
+// Evaluation of a classifier on a labelled set: loss, accuracy and confusion matrix, with optional TTA.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "dataset.h"
+#include "models.h"
+#include "tta.h"
+
+namespace maas {
+
+struct Evaluation {
+  double loss = 0;  // mean cross-entropy of the (averaged) logits, no label smoothing
+  double acc = 0;   // fraction of top-1 hits
+  std::vector<int64_t> confusion;  // classes x classes, row = true class, column = predicted
+};
+
+// Runs `model` in eval mode without autograd over `set` in batches of `batch_size` and restores
+// the model's training mode. Deterministic. Requires set.size() > 0.
+Evaluation evaluate(ClassifierImpl& model, const ImageSet& set, const Normalization& normalization,
+                    int64_t batch_size, bool channels_last, TtaMode tta);
+
+}  // namespace maas

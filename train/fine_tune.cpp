@@ -1,0 +1,80 @@
+// Weights from a checkpoint or an artifact into a fresh model (see fine_tune.h).
+#include "fine_tune.h"
+
+#include <map>
+#include <sstream>
+
+#include "artifact.h"
+#include "checkpoint.h"
+#include "config.h"
+
+namespace maas {
+namespace {
+
+std::string shape_of(const torch::Tensor& t) {
+  std::ostringstream out;
+  out << t.sizes();
+  return out.str();
+}
+
+// name -> tensor of everything `path` holds: a checkpoint's model, or an artifact's module.
+std::map<std::string, torch::Tensor> source_tensors(const std::string& path) {
+  std::map<std::string, torch::Tensor> tensors;
+  try {
+    const CheckpointReader reader(path);
+    auto source = reader.load_model();
+    for (const auto& p : source->named_parameters()) tensors[p.key()] = p.value().detach().clone();
+    for (const auto& b : source->named_buffers()) tensors[b.key()] = b.value().detach().clone();
+    return tensors;
+  } catch (const CheckpointError& checkpoint_error) {
+    Artifact artifact;
+    try {
+      artifact = load_artifact(path);
+    } catch (const ArtifactError& artifact_error) {
+      throw ConfigError("model.init=" + path + ": neither a maas-train checkpoint (" + checkpoint_error.what() +
+                        ") nor a maas artifact (" + artifact_error.what() + ")");
+    }
+    for (const auto& p : artifact.module.named_parameters(/*recurse=*/true)) tensors[p.name] = p.value.detach().clone();
+    for (const auto& b : artifact.module.named_buffers(/*recurse=*/true)) tensors[b.name] = b.value.detach().clone();
+    for (const auto& a : artifact.module.named_attributes(/*recurse=*/true))
+      if (a.value.isTensor() && !tensors.count(a.name)) tensors[a.name] = a.value.toTensor().detach().clone();
+    return tensors;
+  }
+}
+
+}  // namespace
+
+std::string init_from_file(const std::string& path, ClassifierImpl& model) {
+  const auto source = source_tensors(path);
+  const auto params = model.named_parameters();
+  const std::string last = params.keys().back();
+  const std::string head = last.substr(0, last.rfind('.') + 1);  // "fc." of "fc.weight"
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> copies;
+  std::vector<std::string> fresh;
+  auto take = [&](const std::string& name, const torch::Tensor& target) {
+    const auto found = source.find(name);
+    if (found != source.end() && found->second.sizes().equals(target.sizes())) {
+      copies.emplace_back(target, found->second);
+      return;
+    }
+    if (name.rfind(head, 0) == 0 && found != source.end()) {
+      fresh.push_back(name);  // the head of a model for another class count
+      return;
+    }
+    if (found == source.end())
+      throw ConfigError("model.init=" + path + ": holds no tensor '" + name +
+                        "' (another architecture, or an int8 artifact: fine-tune from a float32 one)");
+    throw ConfigError("model.init=" + path + ": tensor '" + name + "' is " + shape_of(found->second) + " there, " +
+                      shape_of(target) + " here (another architecture or other model.widths?)");
+  };
+  for (const auto& p : model.named_parameters()) take(p.key(), p.value());
+  for (const auto& b : model.named_buffers()) take(b.key(), b.value());
+  torch::NoGradGuard no_grad;
+  for (auto& [target, value] : copies) target.copy_(value);
+  std::ostringstream summary;
+  summary << "initialized from " << path << ": " << copies.size() << " tensors copied";
+  if (!fresh.empty()) summary << ", head '" << head.substr(0, head.size() - 1) << "' fresh (other class count)";
+  return summary.str();
+}
+
+}  // namespace maas
