@@ -52,7 +52,7 @@ TEST(Train, LossFallsOnALearnableTinyDataSet) {
 
   // The run directory has everything maas-export will need.
   for (const auto& f : {run_config_path(run.path()), last_checkpoint_path(run.path()),
-                        best_checkpoint_path(run.path()), metrics_path(run.path())})
+                        best_checkpoint_path(run.path()), metrics_path(run.path()), run.file("report.html")})
     EXPECT_TRUE(std::filesystem::exists(f)) << f;
   const std::string csv = read_text(metrics_path(run.path()));
   EXPECT_EQ(csv.rfind("epoch,train_loss,train_acc,test_loss,test_acc,lr,images_per_s,seconds\n", 0), 0u);
@@ -279,7 +279,7 @@ TEST(Train, ACrashAfterAnyFileIsWrittenResumesToTheSameRecord) {
   const auto expected = metrics_rows(straight.path());
   ASSERT_EQ(expected.size(), 2u);
   ASSERT_GT(expected[1].test_acc, expected[0].test_acc);  // epoch 2 writes best.pt too: every kind of write is covered
-  ASSERT_EQ(writes, 7);  // config.yaml, then last.pt, best.pt, metrics.csv per epoch
+  ASSERT_EQ(writes, 9);  // config.yaml, then last.pt, best.pt, metrics.csv, report.html per epoch
 
   for (int crash_at = 0; crash_at < writes; ++crash_at) {
     SCOPED_TRACE("crash after write " + std::to_string(crash_at));

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "dataset.h"
 #include "models.h"
+#include "report.h"
 #include "trainer.h"
 
 namespace {
@@ -65,9 +66,34 @@ std::string default_run_dir(const maas::RunConfig& config) {
   return "runs/" + config.model.name + "-" + config.data.dataset + "-" + stamp;
 }
 
+// `maas-train report RUN... [--out FILE]`; argv[0] is "report".
+int report_main(int argc, char** argv) {
+  cxxopts::Options options("maas-train report",
+                           "Write a training run's report.html (loss, accuracy and learning-rate curves, the best "
+                           "checkpoint's confusion matrix and per-class accuracy, config, model, timings), or one page "
+                           "comparing several runs' curves. Pages are self-contained: open them from disk.");
+  options.positional_help("RUN...");
+  options.add_options()
+      ("o,out", "page to write; default with one run: RUN/report.html; required with several runs",
+       cxxopts::value<std::string>())
+      ("runs", "run directories (the positional arguments)", cxxopts::value<std::vector<std::string>>())
+      ("h,help", "show this help");
+  options.parse_positional({"runs"});
+  return maas::run_cli("maas-train report", [&] {
+    const auto parsed = maas::parse_args(options, argc, argv);
+    if (!parsed) return 0;
+    const auto& args = *parsed;
+    const auto runs = args.count("runs") ? args["runs"].as<std::vector<std::string>>() : std::vector<std::string>{};
+    const std::string written = maas::write_report(runs, args.count("out") ? args["out"].as<std::string>() : "");
+    std::cerr << "wrote " << written << "\n";
+    return 0;
+  });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "report") return report_main(argc - 1, argv + 1);
   cxxopts::Options options("maas-train", "Train an image classifier with LibTorch (Adam, cross-entropy).");
   options.add_options()
       ("c,config", "YAML config file (e.g. configs/cifar10_cnn.yaml)", cxxopts::value<std::string>())
@@ -80,7 +106,9 @@ int main(int argc, char** argv) {
     std::string run_dir;
     const auto parsed = maas::parse_args(
         options, argc, argv,
-        models_help() + "\nConfig keys (--set section.key=value) and their defaults:\n" +
+        "\nReports: maas-train report RUN... [--out FILE] (re)writes RUN/report.html, or compares several runs "
+        "(see maas-train report --help).\n" +
+            models_help() + "\nConfig keys (--set section.key=value) and their defaults:\n" +
             maas::to_yaml(maas::RunConfig{}));
     if (!parsed) return 0;
     const auto& args = *parsed;

@@ -22,6 +22,7 @@
 #include "models.h"
 #include "optimizer.h"
 #include "progress.h"
+#include "report.h"
 #include "weight_average.h"
 
 namespace maas {
@@ -211,8 +212,23 @@ TrainResult train(const RunConfig& config, const std::string& run_dir, bool resu
   TrainResult result;
   result.history = meta.history;
   result.best_test_acc = std::max(0.0, meta.best_test_acc);
+  const std::string summary = model_summary(*model, spec);
+  // report.html, rewritten after each epoch (after metrics.csv: it is a view of the record, not part of it).
+  auto write_run_report = [&] {
+    RunReport report;
+    report.run_dir = run_dir;
+    report.history = meta.history;
+    report.classes = meta.classes;
+    report.best_confusion = meta.best_confusion;
+    report.best_epoch = meta.best_epoch;
+    report.config_yaml = to_yaml(config);
+    report.model_summary = summary;
+    write_text_atomically(run_report_path(run_dir), render_run_report(report));
+    wrote(run_report_path(run_dir));
+  };
+  if (resume) write_run_report();  // a crash may have come before the last epoch's report
   if (log) {
-    *log << "model '" << meta.model.name << "':\n" << model_summary(*model, spec);
+    *log << "model '" << meta.model.name << "':\n" << summary;
     *log << "optimizer: " << optimizer.describe();
     *log << "data: " << train_set.size() << " train / " << test_set.size() << " test images of " << spec.channels
          << "x" << spec.height << "x" << spec.width << ", " << spec.classes << " classes; run directory " << run_dir
@@ -315,6 +331,7 @@ TrainResult train(const RunConfig& config, const std::string& run_dir, bool resu
     }
     write_text_atomically(metrics_path(run_dir), metrics_csv(meta.history));
     wrote(metrics_path(run_dir));
+    write_run_report();
     bar.finish(epoch_line(m, opt.epochs) + (best ? "  (best)" : ""));
     freeze_stem_if_due(epoch);
 
