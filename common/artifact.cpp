@@ -29,6 +29,7 @@ ArtifactInfo parse_info(const std::string& json_text, const std::string& origin)
     info.height = shape[2];
     info.width = shape[3];
     info.classes = j.at("classes").get<std::vector<std::string>>();
+    info.tta = j.value("tta", std::string("none"));  // optional: older artifacts have no "tta"
     if (info.classes.empty() || info.channels < 1 || info.height < 1 || info.width < 1)
       throw ArtifactError(origin + ": metadata has no classes or a bad input shape");
   } catch (const nlohmann::json::exception& e) {

@@ -34,6 +34,8 @@ struct ArtifactInfo {
   std::string model_name;
   int64_t channels = 0, height = 0, width = 0;
   std::vector<std::string> classes;
+  std::string tta = "none";   // the test-time augmentation forward averages over (tta.h names);
+                              // artifacts written before the "tta" key existed have none
   std::string metadata_json;  // the whole file, for clients that want more
 };
 

@@ -26,7 +26,8 @@ namespace {
 //     --optimize: the scripted forward's assert (prim::If, prim::RaiseException, dim/size/eq),
 //     addcmul, to; the traced C++ modules of every registered architecture (tests/model_test.cpp
 //     loads each through this check): _convolution, batch_norm, add, relu, gelu, pooling, amax,
-//     linear, mul/div, flatten, attribute reads and the scalar plumbing tracing emits;
+//     linear, mul/div, flatten, attribute reads and the scalar plumbing tracing emits; with
+//     --tta, the views of common/tta.h: flip, reflection_pad2d, narrow;
 //   - format-1 artifacts (scripted per layer: conv2d, view, method calls on submodules);
 //   - a few obvious pure tensor operators a classifier head uses (softmax, cat, mean, ...).
 // The check runs on the loaded file, before freeze()/optimize_for_inference() in the server,
@@ -58,6 +59,8 @@ const std::unordered_set<std::string>& allowed_node_kinds() {
       "aten::to", "aten::type_as", "aten::contiguous", "aten::detach", "aten::view", "aten::reshape",
       "aten::flatten", "aten::permute", "aten::transpose", "aten::unsqueeze", "aten::squeeze",
       "aten::select", "aten::slice", "aten::cat", "aten::mean", "aten::sum", "aten::amax",
+      // test-time augmentation views
+      "aten::flip", "aten::reflection_pad2d", "aten::narrow",
   };
   return kinds;
 }

@@ -17,6 +17,7 @@
 #include "files.h"
 #include "image.h"
 #include "models.h"
+#include "tta.h"
 
 namespace maas {
 namespace {
@@ -157,9 +158,11 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
   const int64_t parameters = parameter_count(*trained);
   const int64_t macs = macs_per_image(*trained, meta.spec);
   auto module = build_torchscript(*trained, meta.model.name, meta.spec, meta.normalization, meta.classes,
-                                  options.weights);
-  step.end(std::string(to_string(options.weights)) + " TorchScript module traced from the C++ model, " +
-           std::to_string(parameters) + " parameters, " + std::to_string(macs) + " MACs per image");
+                                  options.weights, options.tta);
+  const std::string tta_text =
+      options.tta == TtaMode::kNone ? "" : ", " + tta_mode_name(options.tta) + " test-time augmentation";
+  step.end(std::string(to_string(options.weights)) + " TorchScript module traced from the C++ model" + tta_text +
+           ", " + std::to_string(parameters) + " parameters, " + std::to_string(macs) + " MACs per image");
 
   json metadata = {
       {"format_version", kArtifactFormatVersion},
@@ -179,6 +182,7 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
                  {"layout", "NCHW"},
                  {"range", {0, 255}}}},
       {"output", {{"name", "logits"}, {"dtype", "float32"}, {"shape", {-1, meta.spec.classes}}}},
+      {"tta", tta_mode_name(options.tta)},  // the logits are averaged over these views (common/tta.h)
       {"classes", meta.classes},
       {"normalization", {{"mean", meta.normalization.mean}, {"std", meta.normalization.std},
                          {"formula", "(pixels / 255 - mean) / std, per channel, inside forward()"}}},
@@ -207,7 +211,11 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
                           "size?); nothing written. " + std::string(e.what()).substr(0, 300));
     }
   };
-  auto trained_logits = [&](const torch::Tensor& pixels) { return trained->forward(meta.normalization.apply(pixels)); };
+  // The same TTA around the C++ model, so the comparison is logit for logit.
+  auto trained_logits = [&](const torch::Tensor& pixels) {
+    return tta_logits([&](const torch::Tensor& x) { return trained->forward(x); }, meta.normalization.apply(pixels),
+                      options.tta);
+  };
   // One pass of each over the test set: the first n images are compared, all are scored.
   const auto trained_all = logits_on(test_set, config.train.eval_batch_size, trained_logits);
   const auto artifact_all = logits_on(test_set, config.train.eval_batch_size, artifact_logits);
@@ -228,7 +236,8 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
   std::ostringstream summary;
   summary << std::setprecision(3) << n << " images: max |logit diff| " << report.max_abs_diff << ", top-1 mismatches "
           << report.argmax_mismatches << std::fixed << std::setprecision(2) << "; test accuracy trained "
-          << 100 * report.trained_test_acc << "%, artifact " << 100 * report.artifact_test_acc << "%";
+          << 100 * report.trained_test_acc << "%, artifact " << 100 * report.artifact_test_acc << "%"
+          << (options.tta == TtaMode::kNone ? "" : " (both with " + tta_mode_name(options.tta) + " TTA)");
   step.end(summary.str());
   if (options.weights == WeightFormat::kFloat32 &&
       (report.max_abs_diff > options.max_abs_diff || report.argmax_mismatches > 0))

@@ -15,12 +15,16 @@ struct ExportOptions {
   std::string checkpoint = "best";             // "best", "last", or a checkpoint file path
   bool optimize = false;                       // freeze: fold parameters into constants
   WeightFormat weights = WeightFormat::kFloat32;  // kInt8 for --quantize int8
+  TtaMode tta = TtaMode::kNone;                // kNone (default): forward returns the model's logits;
+                                               // else tta_logits (tta.h) of them, verified against
+                                               // the same TTA around the trained model (--tta)
   int64_t verify_images = 512;                 // FP32: test images compared logit by logit (>= 256)
   double max_abs_diff = 1e-4;                  // FP32: largest allowed logit difference
   double max_accuracy_drop = 0.01;             // int8: largest allowed test-accuracy loss (fraction)
   std::string samples_dir;                     // if set: one test image per class as <class>.png here
 };
 
+// With TTA, "trained model" below means tta_logits around the trained model's forward.
 struct ExportReport {
   int64_t verified_images = 0;
   double max_abs_diff = 0;        // trained model vs. artifact, over the verified images

@@ -69,7 +69,7 @@ void store_weights_as_int8(torch::jit::Module& top, const std::string& method) {
 
 torch::jit::Module build_torchscript(ClassifierImpl& model, const std::string& model_name, const ModelSpec& spec,
                                      const Normalization& normalization, const std::vector<std::string>& classes,
-                                     WeightFormat format) {
+                                     WeightFormat format, TtaMode tta) {
   if (static_cast<int64_t>(classes.size()) != spec.classes)
     throw ArtifactError("model has " + std::to_string(spec.classes) + " outputs but " +
                         std::to_string(classes.size()) + " class names");
@@ -78,7 +78,8 @@ torch::jit::Module build_torchscript(ClassifierImpl& model, const std::string& m
   const bool was_training = model.is_training();
   model.eval();
   try {
-    add_traced_method(top, "classify", [&](const torch::Tensor& x) { return model.forward(x); },
+    auto classify = [&](const torch::Tensor& x) { return model.forward(x); };
+    add_traced_method(top, "classify", [&](const torch::Tensor& x) { return tta_logits(classify, x, tta); },
                       torch::randn({kTraceBatch, spec.channels, spec.height, spec.width}));
   } catch (const std::exception& e) {
     model.train(was_training);

@@ -8,6 +8,7 @@
 
 #include "dataset.h"
 #include "models.h"
+#include "tta.h"
 
 namespace maas {
 
@@ -18,7 +19,9 @@ enum class WeightFormat {
 inline const char* to_string(WeightFormat format) { return format == WeightFormat::kInt8 ? "int8" : "float32"; }
 
 // The TorchScript module of an artifact (artifact.h states its contract):
-//   classify(x)     model.forward traced in eval mode (tracing.h): submodules, parameters and buffers
+//   classify(x)     tta_logits(model.forward, x, tta) (tta.h) traced in eval mode (tracing.h): with
+//                   kNone just model.forward; otherwise the views and their weighted mean are in the
+//                   graph, model.forward recorded once per view. Submodules, parameters and buffers
 //                   named as in the C++ module, so its state_dict matches the checkpoint's;
 //   forward(images) checks the shape, normalizes pixels 0..255 (pixel_scale, pixel_shift buffers),
 //                   calls classify;
@@ -28,8 +31,9 @@ inline const char* to_string(WeightFormat format) { return format == WeightForma
 // and the graph multiplies them back. Float32 modules hold copies: `model` may change afterwards.
 // Requires: no architecture branches on input values (models.h). `model` is left in the
 // training mode it came in. Throws ArtifactError when classes do not match spec, or tracing fails.
+// `tta` defaults to kNone: forward returns the model's plain logits.
 torch::jit::Module build_torchscript(ClassifierImpl& model, const std::string& model_name, const ModelSpec& spec,
                                      const Normalization& normalization, const std::vector<std::string>& classes,
-                                     WeightFormat format);
+                                     WeightFormat format, TtaMode tta = TtaMode::kNone);
 
 }  // namespace maas

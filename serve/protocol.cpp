@@ -258,7 +258,7 @@ std::string write_model_metadata(const std::string& name, const std::vector<int6
                             {"parameters", {{"accepted_datatypes", {"UINT8", "FP32"}}, {"range", {0, 255}}}}}}},
                {"outputs", {{{"name", "logits"}, {"datatype", "FP32"}, {"shape", {-1, classes}}},
                             {{"name", "probabilities"}, {"datatype", "FP32"}, {"shape", {-1, classes}}}}},
-               {"parameters", {{"classes", info.classes}, {"model", info.model_name}}}});
+               {"parameters", {{"classes", info.classes}, {"model", info.model_name}, {"tta", info.tta}}}});
 }
 
 std::string write_model_config(const std::string& name, const ArtifactInfo& info, const BatchingOptions& b,

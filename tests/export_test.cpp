@@ -1,6 +1,8 @@
 // Export: the artifact computes what the trained model computes, in C++ and in Python.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +16,7 @@
 #include "image.h"
 #include "test_util.h"
 #include "trainer.h"
+#include "tta.h"
 
 namespace maas {
 namespace {
@@ -127,6 +130,8 @@ TEST_F(ExportTest, ExportedFileLoadsWithMetadataAndSameLogits) {
   EXPECT_EQ(j["training"]["config"]["train"]["batch_size"], 16);
   EXPECT_EQ(j["model"]["parameters"], 122570);
   EXPECT_EQ(j["normalization"]["mean"].size(), 3u);
+  EXPECT_EQ(j["tta"], "none");
+  EXPECT_EQ(artifact.info.tta, "none");
   EXPECT_EQ(artifact.module.attr("classes").toListRef().size(), 10u);
 
   // Same logits as the checkpoint's model on fresh images.
@@ -217,38 +222,144 @@ TEST(ArtifactLoad, RejectsMissingCorruptAndForeignFiles) {
   EXPECT_NE(error_of([&] { load_artifact(dir.file("bare.pt")); }).find("no metadata.json"), std::string::npos);
 }
 
-// Python's torch.jit.load runs the artifact with no maas code and gets the C++ logits.
-TEST_F(ExportTest, PythonPyTorchLoadsTheArtifact) {
-  const char* python = "/usr/bin/python3";
-  if (std::system((std::string(python) + " -c 'import torch' >/dev/null 2>&1").c_str()) != 0)
-    GTEST_SKIP() << "Debian's python3-torch is not installed (apt-get install python3-torch)";
-  export_run(options("model.pt"), nullptr);
-  const Artifact artifact = load_artifact(out_.file("model.pt"));
+bool have_python_torch() {
+  return std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0;
+}
+
+// Runs `dir`/`file` in Debian's Python torch with no maas code on 4 seeded random images and
+// expects the logits of the C++ careful loader, and metadata "tta" == `tta`.
+void expect_python_runs_artifact(const std::string& dir, const std::string& file, const std::string& tta) {
+  const Artifact artifact = load_artifact(dir + "/" + file);
   torch::NoGradGuard no_grad;
+  torch::manual_seed(7);
   const auto pixels = torch::randint(0, 256, {4, 3, 32, 32}, torch::kUInt8);
   const auto logits = artifact.module.get_method("forward")({pixels}).toTensor();
-  testing::write_bytes(out_.file("pixels.bin"), std::string(static_cast<const char*>(pixels.data_ptr()), pixels.numel()));
-  testing::write_bytes(out_.file("logits.bin"),
+  testing::write_bytes(dir + "/pixels.bin", std::string(static_cast<const char*>(pixels.data_ptr()), pixels.numel()));
+  testing::write_bytes(dir + "/logits.bin",
                        std::string(static_cast<const char*>(logits.data_ptr()), logits.numel() * sizeof(float)));
-  const std::string script = out_.file("check.py");
+  const std::string script = dir + "/check.py";
   testing::write_bytes(script, R"(import json, sys, torch
-d = sys.argv[1]
+d, file, tta = sys.argv[1:4]
 extra = {"metadata.json": ""}
-m = torch.jit.load(d + "/model.pt", _extra_files=extra)
+m = torch.jit.load(d + "/" + file, _extra_files=extra)
 meta = json.loads(extra["metadata.json"])
 assert meta["classes"] == list(m.classes), (meta["classes"], m.classes)
 assert meta["input"]["shape"] == [-1, 3, 32, 32]
+assert meta["tta"] == tta, (meta["tta"], tta)
 pixels = torch.frombuffer(bytearray(open(d + "/pixels.bin", "rb").read()), dtype=torch.uint8).reshape(4, 3, 32, 32)
 want = torch.frombuffer(bytearray(open(d + "/logits.bin", "rb").read()), dtype=torch.float32).reshape(4, 10)
 with torch.no_grad():
     got = m(pixels)
     got_float = m(pixels.float())
+    got_one = m(pixels[:1])
 diff = (got - want).abs().max().item()
 assert diff <= 1e-5, diff
 assert (got_float - want).abs().max().item() <= 1e-5
-print("python ok", diff)
+assert (got_one - want[:1]).abs().max().item() <= 1e-5
+print("python ok", file, diff)
 )");
-  EXPECT_EQ(std::system((std::string(python) + " " + script + " " + out_.path()).c_str()), 0);
+  EXPECT_EQ(std::system(("/usr/bin/python3 " + script + " " + dir + " " + file + " " + tta).c_str()), 0);
+}
+
+// Python's torch.jit.load runs the artifact with no maas code and gets the C++ logits.
+TEST_F(ExportTest, PythonPyTorchLoadsTheArtifact) {
+  if (!have_python_torch()) GTEST_SKIP() << "Debian's python3-torch is not installed (apt-get install python3-torch)";
+  export_run(options("model.pt"), nullptr);
+  expect_python_runs_artifact(out_.path(), "model.pt", "none");
+}
+
+// The same for an artifact with TTA baked in: its views are plain TorchScript operators.
+TEST_F(ExportTest, PythonPyTorchRunsTheTtaArtifact) {
+  if (!have_python_torch()) GTEST_SKIP() << "Debian's python3-torch is not installed (apt-get install python3-torch)";
+  auto o = options("tta.pt");
+  o.tta = TtaMode::kFlipTranslate;
+  export_run(o, nullptr);
+  expect_python_runs_artifact(out_.path(), "tta.pt", "flip_translate");
+}
+
+// --tta flip_translate: forward returns tta_logits of the trained model, at any batch size, and
+// the metadata says so.
+TEST_F(ExportTest, TtaArtifactComputesTheTrainedModelsTtaLogits) {
+  auto o = options("tta.pt");
+  o.tta = TtaMode::kFlipTranslate;
+  const ExportReport report = export_run(o, nullptr);  // verified at batches 1, 7 and eval_batch_size
+  EXPECT_LE(report.max_abs_diff, 1e-4);
+  EXPECT_EQ(report.argmax_mismatches, 0);
+  EXPECT_DOUBLE_EQ(report.artifact_test_acc, report.trained_test_acc);
+
+  const Artifact artifact = load_artifact(o.out);  // the careful loader accepts the views' operators
+  EXPECT_EQ(artifact.info.tta, "flip_translate");
+  EXPECT_EQ(nlohmann::json::parse(artifact.info.metadata_json)["tta"], "flip_translate");
+
+  torch::NoGradGuard no_grad;
+  const CheckpointReader checkpoint(best_checkpoint_path(run_dir()));
+  auto trained = checkpoint.load_model();
+  trained->eval();
+  auto classify = [&](const torch::Tensor& x) { return trained->forward(x); };
+  torch::manual_seed(3);
+  for (int64_t batch : {1, 5}) {
+    const auto pixels = torch::randint(0, 256, {batch, 3, 32, 32}, torch::kUInt8);
+    const auto images = checkpoint.meta().normalization.apply(pixels);
+    const auto expected = tta_logits(classify, images, TtaMode::kFlipTranslate);
+    const auto got = artifact.module.get_method("forward")({pixels}).toTensor();
+    EXPECT_LE((expected - got).abs().max().item<double>(), 1e-4) << "batch " << batch;
+    // The views are in the graph: the plain model's logits are other numbers.
+    EXPECT_GT((classify(images) - got).abs().max().item<double>(), 1e-3) << "batch " << batch;
+  }
+}
+
+// TTA composes with --quantize int8 (the weight rewrite sees each weight read) and --optimize.
+TEST_F(ExportTest, TtaWithInt8WeightsAndFreezingVerifies) {
+  auto int8 = options("int8.pt");
+  int8.tta = TtaMode::kFlip;
+  int8.weights = WeightFormat::kInt8;
+  int8.max_accuracy_drop = 1.0;  // the path is under test, not int8's accuracy on 300 tiny images
+  export_run(int8, nullptr);
+  const Artifact loaded = load_artifact(int8.out);
+  EXPECT_EQ(loaded.info.tta, "flip");
+  int64_t int8_tensors = 0;
+  for (const auto& p : loaded.module.named_parameters()) EXPECT_LT(p.value.dim(), 2) << p.name << " still float";
+  for (const auto& b : loaded.module.named_buffers()) int8_tensors += b.value.scalar_type() == torch::kInt8;
+  EXPECT_GE(int8_tensors, 3);
+  // Close to the float TTA logits of the trained model, and closer to them than to its plain
+  // logits (int8 verification compares accuracies only, so this checks the views are there).
+  torch::NoGradGuard no_grad;
+  const CheckpointReader checkpoint(best_checkpoint_path(run_dir()));
+  auto trained = checkpoint.load_model();
+  trained->eval();
+  torch::manual_seed(4);
+  const auto pixels = torch::randint(0, 256, {8, 3, 32, 32}, torch::kUInt8);
+  const auto images = checkpoint.meta().normalization.apply(pixels);
+  const auto expected = tta_logits([&](const torch::Tensor& x) { return trained->forward(x); }, images, TtaMode::kFlip);
+  const auto got = loaded.module.get_method("forward")({pixels}).toTensor();
+  const double to_tta = (expected - got).abs().max().item<double>();
+  EXPECT_LE(to_tta, 0.05 * expected.abs().max().item<double>() + 1e-3);
+  EXPECT_LT(to_tta, (trained->forward(images) - got).abs().max().item<double>());
+
+  auto frozen = options("frozen.pt");
+  frozen.tta = TtaMode::kFlipTranslate;
+  frozen.optimize = true;
+  EXPECT_LE(export_run(frozen, nullptr).max_abs_diff, 1e-4);
+}
+
+// Runs a shell command; returns its exit status and leaves its stdout+stderr in `log`.
+int run_command(const std::string& command, const std::string& log) {
+  const int status = std::system((command + " > " + log + " 2>&1").c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST(ExportCli, AnUnknownTtaIsAUsageErrorNamingTheChoices) {
+  TempDir dir;
+  const std::string export_command = std::string(MAAS_BINARY_DIR) + "/maas-export --run " + dir.file("no-run") +
+                                     " --out " + dir.file("model.pt") + " --tta ";
+  const std::string log = dir.file("log.txt");
+  EXPECT_EQ(run_command(export_command + "flip-translate", log), 2);
+  EXPECT_NE(read_text(log).find("--tta takes none, flip, flip_translate, got 'flip-translate'"), std::string::npos)
+      << read_text(log);
+  // A known name passes the flag check and gets as far as the (missing) run.
+  EXPECT_EQ(run_command(export_command + "flip_translate", log), 1);
+  EXPECT_NE(read_text(log).find("run directory not found"), std::string::npos) << read_text(log);
+  EXPECT_FALSE(std::filesystem::exists(dir.file("model.pt")));
 }
 
 }  // namespace

@@ -98,6 +98,7 @@ TEST_F(HttpTest, HealthMetadataConfigAndPage) {
     EXPECT_EQ(meta["inputs"][0]["shape"], json({-1, 3, 32, 32}));
     EXPECT_EQ(meta["outputs"][1]["name"], "probabilities");
     EXPECT_EQ(meta["versions"], json({"1"}));
+    EXPECT_EQ(meta["parameters"]["tta"], "none");  // an artifact without the "tta" key
   }
   EXPECT_EQ(c.Get("/v2/models/cifar10/ready")->status, 200);
   const auto config = json::parse(c.Get("/v2/models/cifar10/config")->body);
