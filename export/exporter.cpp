@@ -135,6 +135,7 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
     throw CheckpointError(options.run_dir + ": run directory not found");
   refuse_overwriting_run_files(options);
   const RunConfig config = load_run_dir_config(options.run_dir, {});
+  const TtaMode tta = options.tta_from_run ? parse_tta_mode(config.eval.tta) : options.tta;
   const std::string ckpt_file = checkpoint_path(options);
   const CheckpointReader checkpoint(ckpt_file);
   const CheckpointMeta& meta = checkpoint.meta();
@@ -158,9 +159,9 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
   const int64_t parameters = parameter_count(*trained);
   const int64_t macs = macs_per_image(*trained, meta.spec);
   auto module = build_torchscript(*trained, meta.model.name, meta.spec, meta.normalization, meta.classes,
-                                  options.weights, options.tta);
+                                  options.weights, tta);
   const std::string tta_text =
-      options.tta == TtaMode::kNone ? "" : ", " + tta_mode_name(options.tta) + " test-time augmentation";
+      tta == TtaMode::kNone ? "" : ", " + tta_mode_name(tta) + " test-time augmentation";
   step.end(std::string(to_string(options.weights)) + " TorchScript module traced from the C++ model" + tta_text +
            ", " + std::to_string(parameters) + " parameters, " + std::to_string(macs) + " MACs per image");
 
@@ -182,7 +183,7 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
                  {"layout", "NCHW"},
                  {"range", {0, 255}}}},
       {"output", {{"name", "logits"}, {"dtype", "float32"}, {"shape", {-1, meta.spec.classes}}}},
-      {"tta", tta_mode_name(options.tta)},  // the logits are averaged over these views (common/tta.h)
+      {"tta", tta_mode_name(tta)},  // the logits are averaged over these views (common/tta.h)
       {"classes", meta.classes},
       {"normalization", {{"mean", meta.normalization.mean}, {"std", meta.normalization.std},
                          {"formula", "(pixels / 255 - mean) / std, per channel, inside forward()"}}},
@@ -214,7 +215,7 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
   // The same TTA around the C++ model, so the comparison is logit for logit.
   auto trained_logits = [&](const torch::Tensor& pixels) {
     return tta_logits([&](const torch::Tensor& x) { return trained->forward(x); }, meta.normalization.apply(pixels),
-                      options.tta);
+                      tta);
   };
   // One pass of each over the test set: the first n images are compared, all are scored.
   const auto trained_all = logits_on(test_set, config.train.eval_batch_size, trained_logits);
@@ -237,7 +238,7 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
   summary << std::setprecision(3) << n << " images: max |logit diff| " << report.max_abs_diff << ", top-1 mismatches "
           << report.argmax_mismatches << std::fixed << std::setprecision(2) << "; test accuracy trained "
           << 100 * report.trained_test_acc << "%, artifact " << 100 * report.artifact_test_acc << "%"
-          << (options.tta == TtaMode::kNone ? "" : " (both with " + tta_mode_name(options.tta) + " TTA)");
+          << (tta == TtaMode::kNone ? "" : " (both with " + tta_mode_name(tta) + " TTA)");
   step.end(summary.str());
   if (options.weights == WeightFormat::kFloat32 &&
       (report.max_abs_diff > options.max_abs_diff || report.argmax_mismatches > 0))

@@ -18,6 +18,7 @@ struct ExportOptions {
   TtaMode tta = TtaMode::kNone;                // kNone (default): forward returns the model's logits;
                                                // else tta_logits (tta.h) of them, verified against
                                                // the same TTA around the trained model (--tta)
+  bool tta_from_run = false;                   // true: use the run's eval.tta instead (no --tta given)
   int64_t verify_images = 512;                 // FP32: test images compared logit by logit (>= 256)
   double max_abs_diff = 1e-4;                  // FP32: largest allowed logit difference
   double max_accuracy_drop = 0.01;             // int8: largest allowed test-accuracy loss (fraction)

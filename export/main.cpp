@@ -26,8 +26,8 @@ int main(int argc, char** argv) {
       ("checkpoint", "best, last, or a checkpoint path", cxxopts::value<std::string>()->default_value("best"))
       ("optimize", "freeze the module (fold parameters into constants)")
       ("quantize", "store weights as int8 (only value: int8)", cxxopts::value<std::string>())
-      ("tta", "test-time augmentation baked into forward: " + tta_names_text(),
-       cxxopts::value<std::string>()->default_value("none"))
+      ("tta", "test-time augmentation baked into forward: " + tta_names_text() +
+       " (default: the run's eval.tta)", cxxopts::value<std::string>())
       ("verify-images", "test images compared logit by logit (at least 256)",
        cxxopts::value<int64_t>()->default_value("512"))
       ("samples", "also write one test image per class as PNG into this folder", cxxopts::value<std::string>())
@@ -38,10 +38,13 @@ int main(int argc, char** argv) {
     const auto& args = *parsed;
     if (!args.count("run") || !args.count("out")) throw maas::UsageError("--run DIR and --out FILE are required");
     maas::ExportOptions o;
-    try {
-      o.tta = maas::parse_tta_mode(args["tta"].as<std::string>());
-    } catch (const std::invalid_argument&) {
-      throw maas::UsageError("--tta takes " + tta_names_text() + ", got '" + args["tta"].as<std::string>() + "'");
+    o.tta_from_run = args.count("tta") == 0;
+    if (!o.tta_from_run) {
+      try {
+        o.tta = maas::parse_tta_mode(args["tta"].as<std::string>());
+      } catch (const std::invalid_argument&) {
+        throw maas::UsageError("--tta takes " + tta_names_text() + ", got '" + args["tta"].as<std::string>() + "'");
+      }
     }
     o.run_dir = args["run"].as<std::string>();
     o.out = args["out"].as<std::string>();

@@ -308,6 +308,20 @@ TEST_F(ExportTest, TtaArtifactComputesTheTrainedModelsTtaLogits) {
   }
 }
 
+// Without --tta the artifact gets the run's own eval.tta, so it scores what the run reported.
+TEST_F(ExportTest, TtaDefaultsToTheRunsEvalTta) {
+  TempDir copy;
+  const std::string run = copy.file("run");
+  std::filesystem::copy(run_dir(), run);
+  RunConfig config = load_run_dir_config(run, {"eval.tta=flip"});
+  write_text_atomically(run_config_path(run), to_yaml(config));
+  auto o = options("from_run.pt");
+  o.run_dir = run;
+  o.tta_from_run = true;
+  export_run(o, nullptr);
+  EXPECT_EQ(load_artifact(o.out).info.tta, "flip");
+}
+
 // TTA composes with --quantize int8 (the weight rewrite sees each weight read) and --optimize.
 TEST_F(ExportTest, TtaWithInt8WeightsAndFreezingVerifies) {
   auto int8 = options("int8.pt");
