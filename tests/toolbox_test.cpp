@@ -73,6 +73,18 @@ TEST(Augment, CutoutFillsItsSquareClippedAtTheEdge) {
   EXPECT_EQ(augmented(a, options), (std::vector<int64_t>{1, 2, 99, 99, 5, 6, 7, 8, 9, 10, 11, 12}));
 }
 
+TEST(Augment, ACutoutOutsideTheImageChangesNothing) {
+  AugmentOptions options;
+  options.cutout = 2;
+  for (auto [x, y] : std::vector<std::pair<int64_t, int64_t>>{{4, 0}, {-2, 0}, {0, 3}, {0, -5}, {9, 9}}) {
+    ImageAugmentation a;
+    a.cutout = true;
+    a.cutout_x = x;
+    a.cutout_y = y;
+    EXPECT_EQ(augmented(a, options), pixels(tiny_image())) << x << "," << y;
+  }
+}
+
 ImageSet numbered_set(int64_t n) {
   ImageSet set;
   set.images = torch::arange(n, torch::kInt64).to(torch::kUInt8).reshape({n, 1, 1, 1}).expand({n, 1, 4, 4}).contiguous();
@@ -181,19 +193,34 @@ TEST(Optimizer, GroupsGetTheirMultipliersAndDecay) {
   o.optimizer = "sgd";
   o.lr = 0.5;
   o.weight_decay = 0.01;
-  o.decay_norm_and_bias = false;
   o.norm_lr_multiplier = 64;
+  o.bias_lr_multiplier = 2;
+  {
+    // Without any group option all parameters form one group (the pre-group checkpoint layout).
+    TrainOptions plain;
+    plain.optimizer = "sgd";
+    EXPECT_EQ(TrainingOptimizer(*model, plain).optimizer().param_groups().size(), 1u);
+  }
   freeze_norm_weights(*model);
   TrainingOptimizer optimizer(*model, o);
   const auto& groups = optimizer.optimizer().param_groups();
   ASSERT_EQ(groups.size(), 3u);  // weights, norm (shifts only), bias (the stem's)
   auto options = [&](size_t i) { return static_cast<const torch::optim::SGDOptions&>(groups[i].options()); };
   EXPECT_EQ(groups[1].params().size(), 6u);  // six BatchNorm shifts; their scales are frozen
+  EXPECT_EQ(groups[2].params().size(), 1u);  // the stem's bias
+  // The multiplier scales the step, not the decay per step: lr * decay is the base group's.
   EXPECT_DOUBLE_EQ(options(0).weight_decay(), 0.01);
-  EXPECT_DOUBLE_EQ(options(1).weight_decay(), 0.0);
+  EXPECT_DOUBLE_EQ(options(1).weight_decay(), 0.01 / 64);
+  EXPECT_DOUBLE_EQ(options(2).weight_decay(), 0.01 / 2);
+  TrainOptions no_decay = o;
+  no_decay.decay_norm_and_bias = false;
+  TrainingOptimizer undecayed(*model, no_decay);
+  EXPECT_DOUBLE_EQ(
+      static_cast<const torch::optim::SGDOptions&>(undecayed.optimizer().param_groups()[1].options()).weight_decay(), 0.0);
   optimizer.set_lr_factor(0.5);
   EXPECT_DOUBLE_EQ(options(0).lr(), 0.25);
   EXPECT_DOUBLE_EQ(options(1).lr(), 16.0);
+  EXPECT_DOUBLE_EQ(options(2).lr(), 0.5);
   EXPECT_DOUBLE_EQ(optimizer.current_lr(), 0.25);
 }
 
@@ -259,10 +286,17 @@ TEST(Toolbox, EveryToolOnResumesBitIdentically) {
   const TrainResult uninterrupted = train(config, straight.path(), false, {});
   ASSERT_EQ(uninterrupted.history.size(), 2u);
 
-  // Stop after batch 3 of epoch 1 (mid-warmup, before the stem freezes), resume to the end.
-  TrainHooks stop;
-  stop.should_stop = [polls = 0]() mutable { return ++polls == 3; };
-  ASSERT_TRUE(train(config, interrupted.path(), false, stop).interrupted);
+  // Stop after batch 3 of epoch 1 (mid-warmup, before the stem freezes), then after batch 2 of
+  // epoch 2 (the stem frozen after epoch 1: polls 1-4 are batches 4-7, 5 the epoch's end), then
+  // resume to the end.
+  auto stop_at = [](int poll) {
+    TrainHooks stop;
+    stop.should_stop = [polls = 0, poll]() mutable { return ++polls == poll; };
+    return stop;
+  };
+  ASSERT_TRUE(train(config, interrupted.path(), false, stop_at(3)).interrupted);
+  ASSERT_TRUE(train(config, interrupted.path(), true, stop_at(7)).interrupted);
+  EXPECT_EQ(CheckpointReader(last_checkpoint_path(interrupted.path())).meta().step, 2);
   const TrainResult resumed = train(config, interrupted.path(), true, {});
   ASSERT_EQ(resumed.history.size(), 2u);
   for (size_t i = 0; i < 2; ++i) {
@@ -299,7 +333,8 @@ TEST(Toolbox, EvaluationEveryNEpochsLeavesTheOthersUnmeasured) {
   EXPECT_FALSE(std::isnan(result.history[1].test_acc));
   EXPECT_FALSE(std::isnan(result.history[2].test_acc));  // the last epoch always
   const CheckpointReader best(best_checkpoint_path(run.path()));
-  EXPECT_NE(best.meta().best_epoch, 1);
+  const int64_t best_epoch = result.history[2].test_acc > result.history[1].test_acc ? 3 : 2;
+  EXPECT_EQ(best.meta().best_epoch, best_epoch);
   EXPECT_EQ(best.meta().best_confusion.size(), 100u);  // 10 classes squared
 }
 

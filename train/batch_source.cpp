@@ -82,8 +82,9 @@ torch::Tensor augment_images(const torch::Tensor& images, const std::vector<int6
       if (a.cutout && options.cutout > 0) {
         const int64_t y_end = std::min(height, a.cutout_y + options.cutout);
         const int64_t x_end = std::min(width, a.cutout_x + options.cutout);
-        for (int64_t y = std::max<int64_t>(0, a.cutout_y); y < y_end; ++y)
-          std::fill(o + y * width + std::max<int64_t>(0, a.cutout_x), o + y * width + x_end, fill[static_cast<size_t>(ch)]);
+        const int64_t x_begin = std::max<int64_t>(0, a.cutout_x);
+        for (int64_t y = std::max<int64_t>(0, a.cutout_y); y < y_end && x_begin < x_end; ++y)
+          std::fill(o + y * width + x_begin, o + y * width + x_end, fill[static_cast<size_t>(ch)]);
       }
     }
   }

@@ -41,7 +41,16 @@ TrainingOptimizer::TrainingOptimizer(torch::nn::Module& model, const TrainOption
   groups_ = {{"weights", {}, 1.0, options.weight_decay},
              {"norm", {}, options.norm_lr_multiplier, decay_nb},
              {"bias", {}, options.bias_lr_multiplier, decay_nb}};
+  // With no group options in use, one group in parameter order: the layout of checkpoints written
+  // before groups existed, so those runs still resume.
+  const bool one_group = options.norm_lr_multiplier == 1 && options.bias_lr_multiplier == 1 &&
+                         options.decay_norm_and_bias;
+  if (one_group) {
+    for (const auto& p : model.parameters())
+      if (p.requires_grad()) groups_[0].params.push_back(p);
+  }
   for (const auto& item : model.named_modules("", /*include_self=*/true)) {
+    if (one_group) break;
     const bool norm = is_norm(item.value());
     for (const auto& p : item.value()->named_parameters(/*recurse=*/false)) {
       if (!p.value().requires_grad()) continue;

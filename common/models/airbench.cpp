@@ -74,6 +74,7 @@ void AirbenchImpl::init_from_data(const torch::Tensor& images) {
   auto& w = stem_->weight;
   w.copy_(torch::cat({filters, -filters}).to(w.dtype()));
   w.set_requires_grad(false);
+  stem_->bias.zero_();  // airbench starts the whitened stem without offsets
 }
 
 torch::Tensor AirbenchImpl::forward(torch::Tensor x) {
