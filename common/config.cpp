@@ -46,15 +46,16 @@ std::vector<ConfigField> fields_of(RunConfig& c) {
       return "must be one of: " + list;
     };
   };
-  // [low, high], or (low, high] with low_open; written out in the message.
-  auto number_in = [](const double* v, double low, double high, bool low_open = false) {
-    return [v, low, high, low_open]() -> std::string {
-      if ((low_open ? *v > low : *v >= low) && *v <= high) return "";
+  // [low, high]; low_open / high_open exclude an end; written out in the message.
+  auto number_in = [](const double* v, double low, double high, bool low_open = false, bool high_open = false) {
+    return [v, low, high, low_open, high_open]() -> std::string {
+      if ((low_open ? *v > low : *v >= low) && (high_open ? *v < high : *v <= high)) return "";
       std::ostringstream range;
-      range << "must be in " << (low_open ? "(" : "[") << low << ", " << high << "]";
+      range << "must be in " << (low_open ? "(" : "[") << low << ", " << high << (high_open ? ")" : "]");
       return range.str();
     };
   };
+  const bool open = true;
   const bool may_change = true;  // resume_may_change
   return {
       {"data.dataset", &c.data.dataset,
@@ -83,17 +84,13 @@ std::vector<ConfigField> fields_of(RunConfig& c) {
            if (w < 1 || w > kMaxModelWidth) return "each width must be in 1.." + std::to_string(kMaxModelWidth);
          return "";
        }},
-      {"model.width", &c.model.width,
-       [&c]() -> std::string {
-         return c.model.width > 0 && c.model.width <= kMaxWidthMultiplier ? "" : "must be in (0, 16]";
-       }},
+      {"model.width", &c.model.width, number_in(&c.model.width, 0, kMaxWidthMultiplier, open)},
       {"model.init", &c.model.init, any, may_change},
       {"train.epochs", &c.train.epochs, positive(&c.train.epochs), may_change},
       {"train.batch_size", &c.train.batch_size, in_range(&c.train.batch_size, 1, kMaxBatchSize)},
       {"train.eval_batch_size", &c.train.eval_batch_size, in_range(&c.train.eval_batch_size, 1, kMaxBatchSize),
        may_change},
-      {"train.lr", &c.train.lr,
-       [&c]() -> std::string { return c.train.lr > 0 && c.train.lr < 10 ? "" : "must be in (0, 10)"; }},
+      {"train.lr", &c.train.lr, number_in(&c.train.lr, 0, 10, open, open)},
       {"train.seed", &c.train.seed, non_negative(&c.train.seed)},
       {"train.threads", &c.train.threads, in_range(&c.train.threads, 0, kMaxThreads), may_change},
       {"train.channels_last", &c.train.channels_last, any, may_change},
@@ -103,25 +100,20 @@ std::vector<ConfigField> fields_of(RunConfig& c) {
       {"train.weight_decay", &c.train.weight_decay, number_in(&c.train.weight_decay, 0, 1)},
       {"train.decoupled_weight_decay", &c.train.decoupled_weight_decay, any},
       {"train.decay_norm_and_bias", &c.train.decay_norm_and_bias, any},
-      {"train.norm_lr_multiplier", &c.train.norm_lr_multiplier, number_in(&c.train.norm_lr_multiplier, 0, 1e4, true)},
-      {"train.bias_lr_multiplier", &c.train.bias_lr_multiplier, number_in(&c.train.bias_lr_multiplier, 0, 1e4, true)},
+      {"train.norm_lr_multiplier", &c.train.norm_lr_multiplier, number_in(&c.train.norm_lr_multiplier, 0, 1e4, open)},
+      {"train.bias_lr_multiplier", &c.train.bias_lr_multiplier, number_in(&c.train.bias_lr_multiplier, 0, 1e4, open)},
       {"train.train_norm_weights", &c.train.train_norm_weights, any},
       {"train.data_init", &c.train.data_init, any},
       {"train.stem_epochs", &c.train.stem_epochs, non_negative(&c.train.stem_epochs)},
       {"train.schedule", &c.train.schedule, one_of(&c.train.schedule, {"constant", "step", "cosine", "onecycle"})},
-      {"train.warmup", &c.train.warmup,
-       [&c]() -> std::string { return c.train.warmup >= 0 && c.train.warmup < 1 ? "" : "must be in [0, 1)"; }},
+      {"train.warmup", &c.train.warmup, number_in(&c.train.warmup, 0, 1, !open, open)},
       {"train.lr_start_factor", &c.train.lr_start_factor, number_in(&c.train.lr_start_factor, 0, 1)},
       {"train.lr_end_factor", &c.train.lr_end_factor, number_in(&c.train.lr_end_factor, 0, 1)},
       {"train.step_epochs", &c.train.step_epochs, non_negative(&c.train.step_epochs)},
-      {"train.step_gamma", &c.train.step_gamma, number_in(&c.train.step_gamma, 0, 1, true)},
-      {"train.label_smoothing", &c.train.label_smoothing,
-       [&c]() -> std::string {
-         return c.train.label_smoothing >= 0 && c.train.label_smoothing < 1 ? "" : "must be in [0, 1)";
-       }},
+      {"train.step_gamma", &c.train.step_gamma, number_in(&c.train.step_gamma, 0, 1, open)},
+      {"train.label_smoothing", &c.train.label_smoothing, number_in(&c.train.label_smoothing, 0, 1, !open, open)},
       {"train.clip_grad_norm", &c.train.clip_grad_norm, number_in(&c.train.clip_grad_norm, 0, 1e6)},
-      {"train.ema_decay", &c.train.ema_decay,
-       [&c]() -> std::string { return c.train.ema_decay >= 0 && c.train.ema_decay < 1 ? "" : "must be in [0, 1)"; }},
+      {"train.ema_decay", &c.train.ema_decay, number_in(&c.train.ema_decay, 0, 1, !open, open)},
       {"train.ema_every", &c.train.ema_every, in_range(&c.train.ema_every, 1, 1000000)},
       {"train.ema_warmup_power", &c.train.ema_warmup_power, number_in(&c.train.ema_warmup_power, 0, 100)},
       {"train.lookahead", &c.train.lookahead, any},

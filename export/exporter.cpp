@@ -135,7 +135,7 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
     throw CheckpointError(options.run_dir + ": run directory not found");
   refuse_overwriting_run_files(options);
   const RunConfig config = load_run_dir_config(options.run_dir, {});
-  const TtaMode tta = options.tta_from_run ? parse_tta_mode(config.eval.tta) : options.tta;
+  const TtaMode tta = options.tta.value_or(parse_tta_mode(config.eval.tta));
   const std::string ckpt_file = checkpoint_path(options);
   const CheckpointReader checkpoint(ckpt_file);
   const CheckpointMeta& meta = checkpoint.meta();

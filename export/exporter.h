@@ -2,6 +2,7 @@
 #pragma once
 
 #include <iosfwd>
+#include <optional>
 #include <string>
 
 #include "artifact.h"
@@ -15,10 +16,9 @@ struct ExportOptions {
   std::string checkpoint = "best";             // "best", "last", or a checkpoint file path
   bool optimize = false;                       // freeze: fold parameters into constants
   WeightFormat weights = WeightFormat::kFloat32;  // kInt8 for --quantize int8
-  TtaMode tta = TtaMode::kNone;                // kNone (default): forward returns the model's logits;
-                                               // else tta_logits (tta.h) of them, verified against
-                                               // the same TTA around the trained model (--tta)
-  bool tta_from_run = false;                   // true: use the run's eval.tta instead (no --tta given)
+  std::optional<TtaMode> tta;                  // test-time augmentation baked into forward (--tta), verified
+                                               // against the same TTA around the trained model; unset
+                                               // (default): the run's eval.tta
   int64_t verify_images = 512;                 // FP32: test images compared logit by logit (>= 256)
   double max_abs_diff = 1e-4;                  // FP32: largest allowed logit difference
   double max_accuracy_drop = 0.01;             // int8: largest allowed test-accuracy loss (fraction)

@@ -38,8 +38,7 @@ int main(int argc, char** argv) {
     const auto& args = *parsed;
     if (!args.count("run") || !args.count("out")) throw maas::UsageError("--run DIR and --out FILE are required");
     maas::ExportOptions o;
-    o.tta_from_run = args.count("tta") == 0;
-    if (!o.tta_from_run) {
+    if (args.count("tta")) {
       try {
         o.tta = maas::parse_tta_mode(args["tta"].as<std::string>());
       } catch (const std::invalid_argument&) {

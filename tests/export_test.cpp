@@ -22,6 +22,7 @@ namespace maas {
 namespace {
 
 using testing::TempDir;
+using testing::run_command;
 
 // A tiny trained run in a temp dir.
 class ExportTest : public ::testing::Test {
@@ -317,7 +318,6 @@ TEST_F(ExportTest, TtaDefaultsToTheRunsEvalTta) {
   write_text_atomically(run_config_path(run), to_yaml(config));
   auto o = options("from_run.pt");
   o.run_dir = run;
-  o.tta_from_run = true;
   export_run(o, nullptr);
   EXPECT_EQ(load_artifact(o.out).info.tta, "flip");
 }
@@ -354,12 +354,6 @@ TEST_F(ExportTest, TtaWithInt8WeightsAndFreezingVerifies) {
   frozen.tta = TtaMode::kFlipTranslate;
   frozen.optimize = true;
   EXPECT_LE(export_run(frozen, nullptr).max_abs_diff, 1e-4);
-}
-
-// Runs a shell command; returns its exit status and leaves its stdout+stderr in `log`.
-int run_command(const std::string& command, const std::string& log) {
-  const int status = std::system((command + " > " + log + " 2>&1").c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 TEST(ExportCli, AnUnknownTtaIsAUsageErrorNamingTheChoices) {

@@ -514,10 +514,7 @@ TEST_F(HttpTest, AccessLogWritesOneLinePerRequest) {
 // the page shows the same top class as the API.
 TEST_F(HttpTest, WebPageShowsTheTopClassInChromium) {
   const std::string web = std::string(MAAS_SOURCE_DIR) + "/tests/web";
-  if (!std::filesystem::exists("/usr/bin/chromium")) GTEST_SKIP() << "chromium not installed (apt-get install chromium)";
-  if (std::system("command -v node >/dev/null 2>&1") != 0) GTEST_SKIP() << "node not installed";
-  if (!std::filesystem::exists(web + "/node_modules/playwright-core"))
-    GTEST_SKIP() << "playwright-core missing: npm ci --prefix tests/web";
+  if (const std::string missing = testing::missing_browser_tools(); !missing.empty()) GTEST_SKIP() << missing;
   start();
   TempDir dir;
   torch::manual_seed(3);

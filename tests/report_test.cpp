@@ -22,6 +22,7 @@ namespace maas {
 namespace {
 
 using testing::TempDir;
+using testing::run_command;
 
 // A run of `epochs` epochs with smooth, distinct curves.
 RunReport sample_run(int64_t epochs, const std::vector<std::string>& classes = {"cat", "dog", "bird"}) {
@@ -368,10 +369,7 @@ TEST(ReportWrite, OneRunGoesIntoItsDirectoryAndSeveralNeedOut) {
 // Content-Security-Policy reports any resource it would load as one).
 TEST(ReportBrowser, PagesShowChartsAndTablesInChromiumWithoutConsoleErrors) {
   const std::string web = std::string(MAAS_SOURCE_DIR) + "/tests/web";
-  if (!std::filesystem::exists("/usr/bin/chromium")) GTEST_SKIP() << "chromium not installed (apt-get install chromium)";
-  if (std::system("command -v node >/dev/null 2>&1") != 0) GTEST_SKIP() << "node not installed";
-  if (!std::filesystem::exists(web + "/node_modules/playwright-core"))
-    GTEST_SKIP() << "playwright-core missing: npm ci --prefix tests/web";
+  if (const std::string missing = testing::missing_browser_tools(); !missing.empty()) GTEST_SKIP() << missing;
   TempDir dir;
   const std::vector<std::string> classes = {"cat", "<script>alert(1)</script>", "bird & \"fish\""};
   RunReport run = sample_run(4, classes);
@@ -391,12 +389,6 @@ TEST(ReportBrowser, PagesShowChartsAndTablesInChromiumWithoutConsoleErrors) {
   write_text_atomically(dir.file("spec.json"), spec.dump());
   const std::string command = "node " + web + "/report_test.mjs " + dir.file("spec.json");
   EXPECT_EQ(std::system(command.c_str()), 0) << command;
-}
-
-// Runs a shell command; returns its exit status and leaves its stdout+stderr in `log`.
-int run_command(const std::string& command, const std::string& log) {
-  const int status = std::system((command + " > " + log + " 2>&1").c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 TEST(ReportCli, ReportsATinyRealRunAndComparesRuns) {

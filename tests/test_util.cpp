@@ -1,6 +1,8 @@
 // Test helpers.
 #include "test_util.h"
 
+#include <sys/wait.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
@@ -42,6 +44,19 @@ std::string random_cnn_artifact(uint64_t seed, const std::vector<std::string>& c
                                    {"input", {{"shape", {-1, 3, 32, 32}}}},
                                    {"classes", classes}};
   return artifact_bytes(module, metadata.dump());
+}
+
+int run_command(const std::string& command, const std::string& log) {
+  const int status = std::system((command + " > " + log + " 2>&1").c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::string missing_browser_tools() {
+  if (!std::filesystem::exists("/usr/bin/chromium")) return "chromium not installed (apt-get install chromium)";
+  if (std::system("command -v node >/dev/null 2>&1") != 0) return "node not installed";
+  if (!std::filesystem::exists(std::string(MAAS_SOURCE_DIR) + "/tests/web/node_modules/playwright-core"))
+    return "playwright-core missing: npm ci --prefix tests/web";
+  return "";
 }
 
 void write_bytes(const std::string& path, const std::string& bytes) {

@@ -44,6 +44,14 @@ void write_tiny_cifar(const std::string& dir, int64_t per_file, int64_t test, ui
 // `classes`: same seed, same weights.
 std::string random_cnn_artifact(uint64_t seed, const std::vector<std::string>& classes);
 
+// Runs a shell command; returns its exit status (-1 if it did not exit) and leaves its
+// stdout+stderr in the file `log`.
+int run_command(const std::string& command, const std::string& log);
+
+// Why the headless-Chromium tests (tests/web, driven by playwright-core) cannot run here, or ""
+// when /usr/bin/chromium, node and tests/web/node_modules/playwright-core are all present.
+std::string missing_browser_tools();
+
 // Writes raw bytes to a file.
 void write_bytes(const std::string& path, const std::string& bytes);
 

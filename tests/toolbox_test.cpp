@@ -4,10 +4,12 @@
 #include <cmath>
 #include <map>
 
+#include "artifact.h"
 #include "batch_source.h"
 #include "checkpoint.h"
-#include "artifact.h"
 #include "config.h"
+#include "dataset.h"
+#include "files.h"
 #include "fine_tune.h"
 #include "optimizer.h"
 #include "test_util.h"
@@ -415,6 +417,41 @@ TEST(FineTune, CopiesTheWeightsOfAnArtifact) {
     ASSERT_TRUE(expected.count(p.key())) << p.key();
     EXPECT_TRUE(torch::equal(p.value(), expected[p.key()])) << p.key();
   }
+}
+
+}  // namespace
+}  // namespace maas
+
+namespace maas {
+namespace {
+
+// Runs from before parameter groups saved one Adam group over model->parameters(); resuming one
+// with the default (group-free) options must load that state. Three groups broke it.
+TEST(Optimizer, ARunWithTheOneGroupOptimizerOfOlderCheckpointsResumes) {
+  TempDir data, run;
+  testing::write_tiny_cifar(data.path(), 10, 20);
+  RunConfig config;
+  config.data.root = data.path();
+  config.train.epochs = 2;
+  config.train.batch_size = 16;
+  config.train.threads = 1;
+  const ImageSet images = load_dataset("cifar10", data.path(), Split::kTrain);
+  torch::manual_seed(0);
+  auto model = make_model("cnn", {3, 32, 32, 10});
+  torch::optim::Adam adam(model->parameters(), torch::optim::AdamOptions(1e-3));
+  torch::cross_entropy_loss(model->forward(torch::randn({4, 3, 32, 32})), torch::tensor({0, 1, 2, 3})).backward();
+  adam.step();  // Adam state for every parameter, as after a trained epoch
+  CheckpointMeta meta;
+  meta.model.name = "cnn";
+  meta.spec = {3, 32, 32, 10};
+  meta.classes = images.classes;
+  meta.normalization = Normalization::of(images.images);
+  meta.epoch = 1;
+  meta.history = {{1, 2.0, 0.1, 2.0, 0.1, 1e-3, 100, 1}};
+  save_checkpoint(last_checkpoint_path(run.path()), meta, *model, &adam);
+  write_text_atomically(run_config_path(run.path()), to_yaml(config));
+  const TrainResult resumed = train(config, run.path(), true, {});
+  EXPECT_EQ(resumed.history.size(), 2u);
 }
 
 }  // namespace

@@ -109,13 +109,16 @@ int64_t BatchSource::steps_per_epoch() const {
 }
 
 std::vector<int64_t> BatchSource::indices(int64_t epoch, int64_t step) const {
-  // Each epoch's order depends only on (seed, epoch); the formula is the seed recipe's, so runs
-  // without augmentation keep their batches.
-  auto generator = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed_) * 1000003ULL +
-                                                            static_cast<uint64_t>(epoch));
-  const auto order = torch::randperm(set_.size(), generator, torch::kInt64);
+  if (epoch != order_epoch_) {
+    // Each epoch's order depends only on (seed, epoch); the formula is the seed recipe's, so runs
+    // without augmentation keep their batches.
+    auto generator = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed_) * 1000003ULL +
+                                                              static_cast<uint64_t>(epoch));
+    order_ = torch::randperm(set_.size(), generator, torch::kInt64);
+    order_epoch_ = epoch;
+  }
   const int64_t begin = step * batch_size_, end = std::min(set_.size(), begin + batch_size_);
-  const int64_t* p = order.data_ptr<int64_t>();
+  const int64_t* p = order_.data_ptr<int64_t>();
   return std::vector<int64_t>(p + begin, p + end);
 }
 

@@ -35,7 +35,7 @@ struct Batch {
 
 // The training batches of a run. Deterministic: batch (epoch, step) depends only on the seed, the
 // data and the options, so a resumed run sees exactly the images an uninterrupted one would.
-// Thread-safety: const methods may be called concurrently.
+// Not thread-safe: it keeps the current epoch's order (one permutation per epoch, not per batch).
 class BatchSource {
  public:
   BatchSource(ImageSet set, AugmentOptions augment, Normalization normalization, int64_t batch_size, int64_t seed,
@@ -55,6 +55,8 @@ class BatchSource {
   int64_t batch_size_, seed_;
   bool channels_last_;
   std::vector<uint8_t> fill_;  // the mean colour, for cutout
+  mutable int64_t order_epoch_ = -1;  // the epoch `order_` belongs to
+  mutable torch::Tensor order_;       // that epoch's permutation of the images
 };
 
 }  // namespace maas

@@ -23,8 +23,8 @@ std::map<std::string, torch::Tensor> source_tensors(const std::string& path) {
   try {
     const CheckpointReader reader(path);
     auto source = reader.load_model();
-    for (const auto& p : source->named_parameters()) tensors[p.key()] = p.value().detach().clone();
-    for (const auto& b : source->named_buffers()) tensors[b.key()] = b.value().detach().clone();
+    for (const auto& p : source->named_parameters()) tensors[p.key()] = p.value().detach();
+    for (const auto& b : source->named_buffers()) tensors[b.key()] = b.value().detach();
     return tensors;
   } catch (const CheckpointError& checkpoint_error) {
     Artifact artifact;
@@ -34,10 +34,8 @@ std::map<std::string, torch::Tensor> source_tensors(const std::string& path) {
       throw ConfigError("model.init=" + path + ": neither a maas-train checkpoint (" + checkpoint_error.what() +
                         ") nor a maas artifact (" + artifact_error.what() + ")");
     }
-    for (const auto& p : artifact.module.named_parameters(/*recurse=*/true)) tensors[p.name] = p.value.detach().clone();
-    for (const auto& b : artifact.module.named_buffers(/*recurse=*/true)) tensors[b.name] = b.value.detach().clone();
-    for (const auto& a : artifact.module.named_attributes(/*recurse=*/true))
-      if (a.value.isTensor() && !tensors.count(a.name)) tensors[a.name] = a.value.toTensor().detach().clone();
+    for (const auto& a : artifact.module.named_attributes(/*recurse=*/true))  // parameters and buffers alike
+      if (a.value.isTensor()) tensors[a.name] = a.value.toTensor().detach();
     return tensors;
   }
 }

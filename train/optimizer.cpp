@@ -1,6 +1,7 @@
 // Parameter groups, optimizers and learning-rate schedules (see optimizer.h).
 #include "optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
@@ -11,11 +12,6 @@ namespace {
 bool is_norm(const std::shared_ptr<torch::nn::Module>& m) {
   return m->as<torch::nn::BatchNorm2d>() || m->as<torch::nn::BatchNorm1d>() || m->as<torch::nn::GroupNorm>() ||
          m->as<torch::nn::LayerNorm>();
-}
-
-template <typename Options>
-void set_group_lr(torch::optim::OptimizerParamGroup& group, double lr) {
-  static_cast<Options&>(group.options()).lr(lr);
 }
 
 }  // namespace
@@ -41,43 +37,42 @@ TrainingOptimizer::TrainingOptimizer(torch::nn::Module& model, const TrainOption
   groups_ = {{"weights", {}, 1.0, options.weight_decay},
              {"norm", {}, options.norm_lr_multiplier, decay_nb},
              {"bias", {}, options.bias_lr_multiplier, decay_nb}};
-  // With no group options in use, one group in parameter order: the layout of checkpoints written
-  // before groups existed, so those runs still resume.
-  const bool one_group = options.norm_lr_multiplier == 1 && options.bias_lr_multiplier == 1 &&
-                         options.decay_norm_and_bias;
+  // Groups with the same settings are one group, in parameter order: also the layout of
+  // checkpoints written before groups existed, so those runs still resume.
+  const bool one_group = groups_[1].lr_multiplier == 1 && groups_[2].lr_multiplier == 1 &&
+                         decay_nb == options.weight_decay;
   if (one_group) {
     for (const auto& p : model.parameters())
       if (p.requires_grad()) groups_[0].params.push_back(p);
-  }
-  for (const auto& item : model.named_modules("", /*include_self=*/true)) {
-    if (one_group) break;
-    const bool norm = is_norm(item.value());
-    for (const auto& p : item.value()->named_parameters(/*recurse=*/false)) {
-      if (!p.value().requires_grad()) continue;
-      groups_[norm ? 1 : p.key() == "bias" ? 2 : 0].params.push_back(p.value());
+  } else {
+    for (const auto& item : model.named_modules("", /*include_self=*/true)) {
+      const bool norm = is_norm(item.value());
+      for (const auto& p : item.value()->named_parameters(/*recurse=*/false))
+        if (p.value().requires_grad()) groups_[norm ? 1 : p.key() == "bias" ? 2 : 0].params.push_back(p.value());
     }
   }
+  // Only non-empty groups are kept, so groups_[i] is the optimizer's param_groups()[i].
+  groups_.erase(std::remove_if(groups_.begin(), groups_.end(), [](const Group& g) { return g.params.empty(); }),
+                groups_.end());
+  if (groups_.empty()) throw std::invalid_argument("the model has no trainable parameters");
+  for (const auto& g : groups_) params_.insert(params_.end(), g.params.begin(), g.params.end());
+
   std::vector<torch::optim::OptimizerParamGroup> torch_groups;
-  for (auto& g : groups_) {
-    if (g.params.empty()) continue;
+  for (const auto& g : groups_) {
     // The multiplier scales the step, so decay is divided by it: lr * decay stays the base one's.
     const double lr = options.lr * g.lr_multiplier, decay = g.weight_decay / g.lr_multiplier;
-    const bool decoupled_sgd = options.optimizer == "sgd" && options.decoupled_weight_decay;
-    if (options.optimizer == "sgd") {
-      auto o = std::make_unique<torch::optim::SGDOptions>(lr);
-      o->momentum(options.momentum).nesterov(options.nesterov).weight_decay(decoupled_sgd ? 0.0 : decay);
-      torch_groups.emplace_back(g.params, std::move(o));
-    } else if (options.optimizer == "adamw") {
-      auto o = std::make_unique<torch::optim::AdamWOptions>(lr);
-      o->betas({options.momentum, 0.999}).weight_decay(decay);
-      torch_groups.emplace_back(g.params, std::move(o));
-    } else {
-      auto o = std::make_unique<torch::optim::AdamOptions>(lr);
-      o->betas({options.momentum, 0.999}).weight_decay(decay);
-      torch_groups.emplace_back(g.params, std::move(o));
-    }
+    std::unique_ptr<torch::optim::OptimizerOptions> o;
+    if (options.optimizer == "sgd")  // SGDW's decay is applied in step(), outside the momentum
+      o = std::make_unique<torch::optim::SGDOptions>(torch::optim::SGDOptions(lr).momentum(options.momentum).nesterov(
+          options.nesterov).weight_decay(options.decoupled_weight_decay ? 0.0 : decay));
+    else if (options.optimizer == "adamw")
+      o = std::make_unique<torch::optim::AdamWOptions>(
+          torch::optim::AdamWOptions(lr).betas({options.momentum, 0.999}).weight_decay(decay));
+    else
+      o = std::make_unique<torch::optim::AdamOptions>(
+          torch::optim::AdamOptions(lr).betas({options.momentum, 0.999}).weight_decay(decay));
+    torch_groups.emplace_back(g.params, std::move(o));
   }
-  if (torch_groups.empty()) throw std::invalid_argument("the model has no trainable parameters");
   if (options.optimizer == "sgd")
     optimizer_ = std::make_unique<torch::optim::SGD>(torch_groups, torch::optim::SGDOptions(options.lr));
   else if (options.optimizer == "adamw")
@@ -88,25 +83,14 @@ TrainingOptimizer::TrainingOptimizer(torch::nn::Module& model, const TrainOption
 
 void TrainingOptimizer::set_lr_factor(double factor) {
   factor_ = factor;
-  size_t i = 0;
-  for (const auto& g : groups_) {
-    if (g.params.empty()) continue;
-    auto& group = optimizer_->param_groups()[i++];
-    const double lr = options_.lr * factor * g.lr_multiplier;
-    if (options_.optimizer == "sgd") set_group_lr<torch::optim::SGDOptions>(group, lr);
-    else if (options_.optimizer == "adamw") set_group_lr<torch::optim::AdamWOptions>(group, lr);
-    else set_group_lr<torch::optim::AdamOptions>(group, lr);
-  }
+  for (size_t i = 0; i < groups_.size(); ++i)
+    optimizer_->param_groups()[i].options().set_lr(options_.lr * factor * groups_[i].lr_multiplier);
 }
 
 void TrainingOptimizer::zero_grad() { optimizer_->zero_grad(); }
 
 void TrainingOptimizer::step() {
-  if (options_.clip_grad_norm > 0) {
-    std::vector<torch::Tensor> all;
-    for (const auto& g : groups_) all.insert(all.end(), g.params.begin(), g.params.end());
-    torch::nn::utils::clip_grad_norm_(all, options_.clip_grad_norm);
-  }
+  if (options_.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(params_, options_.clip_grad_norm);
   if (options_.optimizer == "sgd" && options_.decoupled_weight_decay) {
     torch::NoGradGuard no_grad;
     for (const auto& g : groups_) {
@@ -123,7 +107,6 @@ std::string TrainingOptimizer::describe() const {
   out << options_.optimizer << (options_.nesterov ? " (nesterov)" : "") << ", lr " << options_.lr << ", schedule "
       << options_.schedule << "\n";
   for (const auto& g : groups_) {
-    if (g.params.empty()) continue;
     int64_t count = 0;
     for (const auto& p : g.params) count += p.numel();
     out << "  " << g.name << ": " << g.params.size() << " tensors, " << count << " parameters, lr x" << g.lr_multiplier

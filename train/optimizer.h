@@ -22,7 +22,7 @@ double lr_factor(const TrainOptions& options, int64_t step, int64_t total_steps,
 // other biases ("bias") and the rest ("weights"), each with its learning-rate multiplier and
 // weight decay (none for norm and bias when decay_norm_and_bias is false). Multipliers scale the
 // learning rate, not the decay: a group's decay per step is the base one's.
-// When no multiplier or decay option tells the groups apart, all parameters form one group.
+// Groups whose settings are all equal are one group, in parameter order.
 // Not thread-safe.
 class TrainingOptimizer {
  public:
@@ -49,6 +49,7 @@ class TrainingOptimizer {
   };
   TrainOptions options_;
   std::vector<Group> groups_;
+  std::vector<torch::Tensor> params_;  // every group's, for gradient clipping
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   double factor_ = 1;
 };

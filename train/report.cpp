@@ -557,17 +557,28 @@ RunReport read_run_report(const std::string& run_dir) {
   const bool has_checkpoint = std::filesystem::is_regular_file(last_checkpoint_path(run_dir), ignored);
   if (!has_config && !has_checkpoint)
     throw CheckpointError(run_dir + " is not a maas-train run directory (it has no config.yaml and no last.pt)");
-  RunReport report;
-  report.run_dir = run_dir;
-  if (has_config) report.config_yaml = read_text(run_config_path(run_dir));
-  if (!has_checkpoint) return report;
+  const std::string config_yaml = has_config ? read_text(run_config_path(run_dir)) : "";
+  if (!has_checkpoint) {
+    RunReport report;
+    report.run_dir = run_dir;
+    report.config_yaml = config_yaml;
+    return report;
+  }
   const CheckpointReader checkpoint(last_checkpoint_path(run_dir));
   const CheckpointMeta& meta = checkpoint.meta();
+  return run_report_of(run_dir, meta, config_yaml, model_summary(*checkpoint.load_model(), meta.spec));
+}
+
+RunReport run_report_of(const std::string& run_dir, const CheckpointMeta& meta, std::string config_yaml,
+                        std::string model_summary) {
+  RunReport report;
+  report.run_dir = run_dir;
   report.history = meta.history;
   report.classes = meta.classes;
   report.best_epoch = meta.best_epoch;
   report.best_confusion = meta.best_confusion;
-  report.model_summary = model_summary(*checkpoint.load_model(), meta.spec);
+  report.config_yaml = std::move(config_yaml);
+  report.model_summary = std::move(model_summary);
   return report;
 }
 

@@ -31,6 +31,10 @@ struct RunReport {
 // as unavailable. Never throws for any content of `run` (only std::bad_alloc).
 std::string render_run_report(const RunReport& run);
 
+// The report of a run from its checkpoint record, config text and model summary.
+RunReport run_report_of(const std::string& run_dir, const CheckpointMeta& meta, std::string config_yaml,
+                        std::string model_summary);
+
 // Several runs' curves on one page: test accuracy, train (dashed) and test (solid) loss, and learning
 // rate per epoch, one colour per run (in `runs` order), each chart with a legend; and a table of
 // each run's best test accuracy and its epoch, epochs done, total seconds and mean img/s. Escaping

@@ -192,7 +192,8 @@ TrainResult train(const RunConfig& config, const std::string& run_dir, bool resu
   ClassifierImpl& evaluated = average ? average->average() : *model;  // what evaluation, best.pt and export see
   model->train();
   evaluated.train();
-  write_text_atomically(run_config_path(run_dir), to_yaml(config));
+  const std::string config_yaml = to_yaml(config);
+  write_text_atomically(run_config_path(run_dir), config_yaml);
   wrote(run_config_path(run_dir));
 
   const BatchSource batches(train_set, config.augment, meta.normalization, opt.batch_size, opt.seed, opt.channels_last);
@@ -215,15 +216,7 @@ TrainResult train(const RunConfig& config, const std::string& run_dir, bool resu
   const std::string summary = model_summary(*model, spec);
   // report.html, rewritten after each epoch (after metrics.csv: it is a view of the record, not part of it).
   auto write_run_report = [&] {
-    RunReport report;
-    report.run_dir = run_dir;
-    report.history = meta.history;
-    report.classes = meta.classes;
-    report.best_confusion = meta.best_confusion;
-    report.best_epoch = meta.best_epoch;
-    report.config_yaml = to_yaml(config);
-    report.model_summary = summary;
-    write_text_atomically(run_report_path(run_dir), render_run_report(report));
+    write_text_atomically(run_report_path(run_dir), render_run_report(run_report_of(run_dir, meta, config_yaml, summary)));
     wrote(run_report_path(run_dir));
   };
   if (resume) write_run_report();  // a crash may have come before the last epoch's report

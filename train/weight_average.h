@@ -22,7 +22,6 @@ class WeightAverage {
   // One update. With `lookahead`, the trained weights then restart from the average (airbench).
   void update(double decay, bool lookahead);
   ClassifierImpl& average() { return *average_; }
-  std::shared_ptr<ClassifierImpl> average_ptr() { return average_; }
 
  private:
   std::shared_ptr<ClassifierImpl> trained_, average_;
