@@ -78,7 +78,7 @@ TEST(Augment, CutoutFillsItsSquareClippedAtTheEdge) {
 TEST(Augment, ACutoutOutsideTheImageChangesNothing) {
   AugmentOptions options;
   options.cutout = 2;
-  for (auto [x, y] : std::vector<std::pair<int64_t, int64_t>>{{4, 0}, {-2, 0}, {0, 3}, {0, -5}, {9, 9}}) {
+  for (auto [x, y] : std::vector<std::pair<int64_t, int64_t>>{{4, 0}, {-2, 0}, {9, 0}, {-5, 1}, {0, 3}, {0, -5}, {9, 9}}) {
     ImageAugmentation a;
     a.cutout = true;
     a.cutout_x = x;
