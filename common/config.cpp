@@ -119,6 +119,11 @@ std::vector<ConfigField> fields_of(RunConfig& c) {
       {"train.lookahead", &c.train.lookahead, any},
       {"eval.tta", &c.eval.tta, one_of(&c.eval.tta, tta_mode_names()), may_change},
       {"eval.every", &c.eval.every, non_negative(&c.eval.every), may_change},
+      {"distill.teacher", &c.distill.teacher, any},
+      {"distill.temperature", &c.distill.temperature, number_in(&c.distill.temperature, 0, 100, open)},
+      {"distill.alpha", &c.distill.alpha, number_in(&c.distill.alpha, 0, 1)},
+      {"distributed.timeout_s", &c.distributed.timeout_s, number_in(&c.distributed.timeout_s, 0, 86400, open),
+       may_change},
   };
 }
 

@@ -101,12 +101,26 @@ struct EvalOptions {
   int64_t every = 1;         // evaluate after every N epochs, and always after the last; 0 = only after the last
 };
 
+// Knowledge distillation: a teacher artifact's softened predictions join the loss (train/distill.h).
+struct DistillOptions {
+  std::string teacher;       // a maas artifact (any export trained on the same classes); "" = off
+  double temperature = 4;    // T: both distributions are softmax(logits / T)
+  double alpha = 0.5;        // loss = alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * cross-entropy
+};
+
+// Data-parallel training (several processes launched by torchrun, PyTorchJob or SLURM; README).
+struct DistributedOptions {
+  double timeout_s = 120;  // forming the group, and each collective: a rank silent this long is taken as lost
+};
+
 struct RunConfig {
   DataOptions data;
   AugmentOptions augment;
   ModelOptions model;
   TrainOptions train;
   EvalOptions eval;
+  DistillOptions distill;
+  DistributedOptions distributed;
 };
 
 // Loads `path` (YAML), then applies each "key=value" of `overrides` (value parsed as YAML).

@@ -32,8 +32,12 @@ class ClassifierImpl : public torch::nn::Module {
  public:
   virtual torch::Tensor forward(torch::Tensor images) = 0;
   // Data-dependent initialization from normalized training images [N, C, H, W] (train.data_init);
-  // may also freeze what it sets (requires_grad false). Default: nothing. Deterministic.
-  virtual void init_from_data(const torch::Tensor& images) { (void)images; }
+  // may also freeze what it sets (requires_grad false). Deterministic. Returns false when the
+  // architecture has none (the default), so train.data_init on it is refused, not ignored.
+  virtual bool init_from_data(const torch::Tensor& images) {
+    (void)images;
+    return false;
+  }
 };
 
 // One registered architecture.

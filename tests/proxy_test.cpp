@@ -67,22 +67,6 @@ int replace_all(std::string& text, const std::string& from, const std::string& t
   return count;
 }
 
-// A loopback TCP port that was free a moment ago.
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof address;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-    if (fd >= 0) ::close(fd);
-    return 0;
-  }
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
-
 // A v2 JSON request of `n` images [n, 3, 32, 32], pixels from `seed`.
 json json_request(int64_t n, uint64_t seed) {
   torch::manual_seed(seed);
@@ -177,7 +161,7 @@ class ProxyTest : public ::testing::Test {
   void start_nginx() {
     std::string errors;
     for (int attempt = 0; attempt < 3; ++attempt) {  // another process may take the free port first
-      nginx_port_ = free_port();
+      nginx_port_ = testing::free_loopback_port();
       ASSERT_GT(nginx_port_, 0);
       const std::string conf = nginx_conf();
       ASSERT_FALSE(::testing::Test::HasFailure());

@@ -1,7 +1,11 @@
 // Test helpers.
 #include "test_util.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -57,6 +61,18 @@ std::string missing_browser_tools() {
   if (!std::filesystem::exists(std::string(MAAS_SOURCE_DIR) + "/tests/web/node_modules/playwright-core"))
     return "playwright-core missing: npm ci --prefix tests/web";
   return "";
+}
+
+int free_loopback_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  const bool bound = fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+                     ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0;
+  if (fd >= 0) ::close(fd);
+  return bound ? ntohs(address.sin_port) : 0;
 }
 
 void write_bytes(const std::string& path, const std::string& bytes) {

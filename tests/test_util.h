@@ -52,6 +52,10 @@ int run_command(const std::string& command, const std::string& log);
 // when /usr/bin/chromium, node and tests/web/node_modules/playwright-core are all present.
 std::string missing_browser_tools();
 
+// A loopback TCP port that was free a moment ago (another process may take it before it is
+// used: tests that bind it report that plainly), or 0 when none could be found.
+int free_loopback_port();
+
 // Writes raw bytes to a file.
 void write_bytes(const std::string& path, const std::string& bytes);
 

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <map>
 
 #include "artifact.h"
@@ -340,6 +341,29 @@ TEST(Toolbox, EvaluationEveryNEpochsLeavesTheOthersUnmeasured) {
   EXPECT_EQ(best.meta().best_confusion.size(), 100u);  // 10 classes squared
 }
 
+// Both were silently ignored before: data_init on a network without one trained from random
+// weights, and an average updated less often than once a run was evaluated as initialized.
+TEST(Toolbox, KeysThatCouldNotTakeEffectAreRefusedBeforeTraining) {
+  TempDir data, run, once;
+  testing::write_tiny_cifar(data.path(), 20, 20);  // 100 images: 7 batches of 16, 14 steps in 2 epochs
+  RunConfig no_data_init = toolbox_config(data.path());
+  no_data_init.model.name = "cnn";
+  no_data_init.model.widths.clear();
+  no_data_init.train.stem_epochs = 0;
+  std::string error = testing::error_of([&] { train(no_data_init, run.path(), false, {}); });
+  EXPECT_NE(error.find("train.data_init"), std::string::npos) << error;
+  EXPECT_NE(error.find("'cnn'"), std::string::npos) << error;
+
+  RunConfig rare_average = toolbox_config(data.path());
+  rare_average.train.ema_every = 15;
+  error = testing::error_of([&] { train(rare_average, run.path(), false, {}); });
+  EXPECT_NE(error.find("train.ema_every=15"), std::string::npos) << error;
+  EXPECT_NE(error.find("14 steps"), std::string::npos) << error;
+  EXPECT_FALSE(std::filesystem::exists(last_checkpoint_path(run.path())));
+  rare_average.train.ema_every = 14;  // once, at the last step
+  EXPECT_EQ(train(rare_average, once.path(), false, {}).history.size(), 2u);
+}
+
 TEST(ToolboxConfig, CombinationsAreRefusedNamingTheKeys) {
   auto error = [](const std::vector<std::string>& overrides) {
     return testing::error_of([&] { parse_run_config("", "test", overrides); });
@@ -370,21 +394,27 @@ TEST(ToolboxConfig, MoreEpochsOnResumeIsRefusedWhenTheScheduleSpansTheRun) {
 namespace maas {
 namespace {
 
-TEST(FineTune, CopiesEveryTensorButAHeadForAnotherClassCount) {
-  TempDir dir;
-  torch::manual_seed(1);
-  auto source = make_model("cnn", {3, 32, 32, 10});
+// The record of a seed-CNN run on CIFAR-10's ten classes, for checkpoints made in tests.
+CheckpointMeta cnn_checkpoint_meta() {
   CheckpointMeta meta;
   meta.model.name = "cnn";
   meta.spec = {3, 32, 32, 10};
   meta.classes = testing::kCifar10Classes;
   meta.normalization = {{0.5, 0.5, 0.5}, {0.25, 0.25, 0.25}};
+  return meta;
+}
+
+TEST(FineTune, CopiesEveryTensorButAHeadForAnotherClassCount) {
+  TempDir dir;
+  const CheckpointMeta meta = cnn_checkpoint_meta();
+  torch::manual_seed(1);
+  auto source = make_model("cnn", meta.spec);
   save_checkpoint(dir.file("run.pt"), meta, *source, nullptr);
 
   torch::manual_seed(2);
   auto five = make_model("cnn", {3, 32, 32, 5});
   const auto head_before = five->named_parameters()["fc2.weight"].clone();
-  const std::string summary = init_from_file(dir.file("run.pt"), *five);
+  const std::string summary = init_from_file(dir.file("run.pt"), *five, {"a", "b", "c", "d", "e"});
   EXPECT_NE(summary.find("fresh"), std::string::npos) << summary;
   for (const auto& p : five->named_parameters()) {
     if (p.key().rfind("fc2.", 0) == 0) continue;
@@ -397,10 +427,35 @@ TEST(FineTune, CopiesEveryTensorButAHeadForAnotherClassCount) {
   wide.name = "cnn";
   wide.width = 2;
   auto other = make_model(wide, {3, 32, 32, 10});
-  const std::string error = testing::error_of([&] { init_from_file(dir.file("run.pt"), *other); });
+  const std::string error = testing::error_of([&] { init_from_file(dir.file("run.pt"), *other, meta.classes); });
   EXPECT_NE(error.find("model.init="), std::string::npos) << error;
   EXPECT_NE(error.find("conv1.weight"), std::string::npos) << error;
-  EXPECT_NE(testing::error_of([&] { init_from_file(dir.file("missing.pt"), *five); }).find("neither"), std::string::npos);
+  EXPECT_NE(testing::error_of([&] { init_from_file(dir.file("missing.pt"), *five, meta.classes); }).find("neither"),
+            std::string::npos);
+}
+
+// Ten classes with other names (someone's own data set) are other outputs: copying the head
+// would start the run believing "airplane" logits mean their first class.
+TEST(FineTune, KeepsTheHeadOnlyForTheSameClassNames) {
+  TempDir dir;
+  const CheckpointMeta meta = cnn_checkpoint_meta();
+  torch::manual_seed(1);
+  auto source = make_model("cnn", meta.spec);
+  save_checkpoint(dir.file("run.pt"), meta, *source, nullptr);
+
+  std::vector<std::string> renamed = meta.classes;
+  std::swap(renamed[0], renamed[1]);
+  torch::manual_seed(2);
+  auto other_names = make_model("cnn", {3, 32, 32, 10});
+  const auto head_before = other_names->named_parameters()["fc2.weight"].clone();
+  const std::string summary = init_from_file(dir.file("run.pt"), *other_names, renamed);
+  EXPECT_NE(summary.find("other names"), std::string::npos) << summary;
+  EXPECT_TRUE(torch::equal(other_names->named_parameters()["fc2.weight"], head_before));
+  EXPECT_TRUE(torch::equal(other_names->named_parameters()["conv1.weight"], source->named_parameters()["conv1.weight"]));
+
+  auto same = make_model("cnn", {3, 32, 32, 10});
+  EXPECT_EQ(init_from_file(dir.file("run.pt"), *same, meta.classes).find("fresh"), std::string::npos);
+  EXPECT_TRUE(torch::equal(same->named_parameters()["fc2.weight"], source->named_parameters()["fc2.weight"]));
 }
 
 TEST(FineTune, CopiesTheWeightsOfAnArtifact) {
@@ -409,7 +464,7 @@ TEST(FineTune, CopiesTheWeightsOfAnArtifact) {
   const Artifact artifact = load_artifact(dir.file("a.pt"));
   torch::manual_seed(9);
   auto model = make_model("cnn", {3, 32, 32, 10});
-  init_from_file(dir.file("a.pt"), *model);
+  init_from_file(dir.file("a.pt"), *model, testing::kCifar10Classes);
   std::map<std::string, torch::Tensor> expected;
   for (const auto& a : artifact.module.named_attributes(true))
     if (a.value.isTensor()) expected[a.name] = a.value.toTensor();

@@ -152,14 +152,20 @@ std::vector<ImageAugmentation> BatchSource::augmentations(int64_t epoch, int64_t
   return out;
 }
 
-Batch BatchSource::batch(int64_t epoch, int64_t step) const {
-  const auto index = indices(epoch, step);
-  const auto chosen = augmentations(epoch, step, index);
+Batch BatchSource::batch(int64_t epoch, int64_t step, int64_t shard, int64_t shards) const {
+  auto index = indices(epoch, step);
+  auto chosen = augmentations(epoch, step, index);  // drawn for the whole batch: each shard sees its part of it
+  if (shards > 1) {
+    const auto n = static_cast<int64_t>(index.size());
+    const int64_t begin = n * shard / shards, end = n * (shard + 1) / shards;
+    index = std::vector<int64_t>(index.begin() + begin, index.begin() + end);
+    chosen = std::vector<ImageAugmentation>(chosen.begin() + begin, chosen.begin() + end);
+  }
   auto pixels = augment_images(set_.images, index, chosen, augment_, fill_);
   auto x = normalization_.apply(pixels);
   if (channels_last_) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
   auto labels = set_.labels.index_select(0, torch::tensor(index, torch::kInt64));
-  return {x, labels};
+  return {x, labels, pixels};
 }
 
 }  // namespace maas

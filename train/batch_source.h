@@ -31,6 +31,7 @@ torch::Tensor augment_images(const torch::Tensor& images, const std::vector<int6
 struct Batch {
   torch::Tensor images;  // float32 [B, C, H, W], normalized, channels-last if asked
   torch::Tensor labels;  // int64 [B]
+  torch::Tensor pixels;  // uint8 [B, C, H, W]: the same augmented images before normalization (a teacher artifact's input)
 };
 
 // The training batches of a run. Deterministic: batch (epoch, step) depends only on the seed, the
@@ -46,7 +47,10 @@ class BatchSource {
   // What each image of that batch becomes.
   std::vector<ImageAugmentation> augmentations(int64_t epoch, int64_t step,
                                                const std::vector<int64_t>& indices) const;
-  Batch batch(int64_t epoch, int64_t step) const;
+  // Batch `step` of `epoch`, or with shards > 1 only its part `shard` (0-based): images
+  // [n * shard / shards, n * (shard + 1) / shards) of its n, augmented exactly as in the whole
+  // batch, so that the shards of all ranks together are the single-process batch.
+  Batch batch(int64_t epoch, int64_t step, int64_t shard = 0, int64_t shards = 1) const;
 
  private:
   ImageSet set_;

@@ -17,15 +17,21 @@ std::string shape_of(const torch::Tensor& t) {
   return out.str();
 }
 
-// name -> tensor of everything `path` holds: a checkpoint's model, or an artifact's module.
-std::map<std::string, torch::Tensor> source_tensors(const std::string& path) {
-  std::map<std::string, torch::Tensor> tensors;
+// What model.init names: a checkpoint's model, or an artifact's module.
+struct Source {
+  std::map<std::string, torch::Tensor> tensors;  // name -> tensor, parameters and buffers alike
+  std::vector<std::string> classes;              // what its head's outputs mean, in order
+};
+
+Source read_source(const std::string& path) {
+  Source source;
   try {
     const CheckpointReader reader(path);
-    auto source = reader.load_model();
-    for (const auto& p : source->named_parameters()) tensors[p.key()] = p.value().detach();
-    for (const auto& b : source->named_buffers()) tensors[b.key()] = b.value().detach();
-    return tensors;
+    auto model = reader.load_model();
+    for (const auto& p : model->named_parameters()) source.tensors[p.key()] = p.value().detach();
+    for (const auto& b : model->named_buffers()) source.tensors[b.key()] = b.value().detach();
+    source.classes = reader.meta().classes;
+    return source;
   } catch (const CheckpointError& checkpoint_error) {
     Artifact artifact;
     try {
@@ -35,15 +41,19 @@ std::map<std::string, torch::Tensor> source_tensors(const std::string& path) {
                         ") nor a maas artifact (" + artifact_error.what() + ")");
     }
     for (const auto& a : artifact.module.named_attributes(/*recurse=*/true))  // parameters and buffers alike
-      if (a.value.isTensor()) tensors[a.name] = a.value.toTensor().detach();
-    return tensors;
+      if (a.value.isTensor()) source.tensors[a.name] = a.value.toTensor().detach();
+    source.classes = artifact.info.classes;
+    return source;
   }
 }
 
 }  // namespace
 
-std::string init_from_file(const std::string& path, ClassifierImpl& model) {
-  const auto source = source_tensors(path);
+std::string init_from_file(const std::string& path, ClassifierImpl& model, const std::vector<std::string>& classes) {
+  const Source read = read_source(path);
+  const auto& source = read.tensors;
+  // Same count, other names: the outputs would mean other classes, so the head starts fresh too.
+  const bool same_classes = read.classes == classes;
   const auto params = model.named_parameters();
   const std::string last = params.keys().back();
   const std::string head = last.substr(0, last.rfind('.') + 1);  // "fc." of "fc.weight"
@@ -51,12 +61,13 @@ std::string init_from_file(const std::string& path, ClassifierImpl& model) {
   std::vector<std::string> fresh;
   auto take = [&](const std::string& name, const torch::Tensor& target) {
     const auto found = source.find(name);
-    if (found != source.end() && found->second.sizes().equals(target.sizes())) {
+    const bool in_head = name.rfind(head, 0) == 0;
+    if (found != source.end() && found->second.sizes().equals(target.sizes()) && (same_classes || !in_head)) {
       copies.emplace_back(target, found->second);
       return;
     }
-    if (name.rfind(head, 0) == 0 && found != source.end()) {
-      fresh.push_back(name);  // the head of a model for another class count
+    if (in_head && found != source.end()) {
+      fresh.push_back(name);  // the head of a model for other classes
       return;
     }
     if (found == source.end())
@@ -71,7 +82,10 @@ std::string init_from_file(const std::string& path, ClassifierImpl& model) {
   for (auto& [target, value] : copies) target.copy_(value);
   std::ostringstream summary;
   summary << "initialized from " << path << ": " << copies.size() << " tensors copied";
-  if (!fresh.empty()) summary << ", head '" << head.substr(0, head.size() - 1) << "' fresh (other class count)";
+  if (!fresh.empty())
+    summary << ", head '" << head.substr(0, head.size() - 1) << "' fresh (trained on other classes: "
+            << read.classes.size() << " there, " << classes.size() << " here"
+            << (read.classes.size() == classes.size() ? ", other names" : "") << ")";
   return summary.str();
 }
 

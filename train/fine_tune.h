@@ -3,6 +3,7 @@
 
 #include <iosfwd>
 #include <string>
+#include <vector>
 
 #include "models.h"
 
@@ -10,10 +11,12 @@ namespace maas {
 
 // Copies the weights of `path` into `model`, tensor by tensor by name (parameters and BatchNorm
 // statistics). `path` is a maas-train checkpoint (.pt of a run) or a float32 maas artifact. The
-// classifier head (the layer of the model's last parameter) stays freshly initialized when its
-// shapes differ, i.e. when the class count differs; any other missing or differently shaped
+// classifier head (the layer of the model's last parameter) stays freshly initialized unless the
+// source was trained on exactly `classes` (same names, same order): another class count, or as
+// many classes with other names, gets a fresh head. Any other missing or differently shaped
 // tensor throws ConfigError naming model.init, the tensor and both shapes (another architecture
-// or other widths). Returns a one-line summary of what was copied.
-std::string init_from_file(const std::string& path, ClassifierImpl& model);
+// or other widths). The source's input normalization is not copied: the run normalizes its own
+// data. Returns a one-line summary of what was copied.
+std::string init_from_file(const std::string& path, ClassifierImpl& model, const std::vector<std::string>& classes);
 
 }  // namespace maas

@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "config.h"
 #include "dataset.h"
+#include "distributed.h"
 #include "models.h"
 #include "report.h"
 #include "trainer.h"
@@ -103,6 +104,10 @@ int main(int argc, char** argv) {
       ("resume", "continue the run in --out from its last checkpoint (append it to the command that started the run)")
       ("h,help", "show this help");
   return maas::run_cli("maas-train", [&] {
+    // Launched as one of several processes (torchrun, PyTorchJob, SLURM)? Only rank 0 checks and
+    // writes the run directory; the others read it (on --resume) and write nothing.
+    const maas::LaunchInfo launch = maas::launch_info_from_environment();
+    const bool rank0 = launch.rank == 0;
     std::string run_dir;
     const auto parsed = maas::parse_args(
         options, argc, argv,
@@ -137,8 +142,15 @@ int main(int argc, char** argv) {
       if (!args.count("config")) throw maas::UsageError("--config FILE is required (see configs/)");
       config = maas::load_run_config(args["config"].as<std::string>(), overrides);
       run_dir = args.count("out") ? args["out"].as<std::string>() : default_run_dir(config);
-      if (std::filesystem::exists(maas::last_checkpoint_path(run_dir)))
+      if (rank0 && std::filesystem::exists(maas::last_checkpoint_path(run_dir)))
         throw maas::CheckpointError(run_dir + " already holds a run; add --resume to continue it, or pick another --out");
+    }
+    std::unique_ptr<maas::DataParallelGroup> group;
+    if (launch.world_size > 1) {
+      if (!args.count("out") && !resume)  // each process would pick its own time-stamped directory
+        throw maas::UsageError("a data-parallel run needs --out RUN_DIR (the same for every process)");
+      group = std::make_unique<maas::DataParallelGroup>(
+          launch, std::chrono::milliseconds(static_cast<int64_t>(config.distributed.timeout_s * 1000)));
     }
 
     std::signal(SIGINT, on_signal);
@@ -147,7 +159,9 @@ int main(int argc, char** argv) {
     hooks.should_stop = [] { return g_stop_requested.load(); };
     hooks.log = &std::cerr;
     hooks.progress_bar = ::isatty(STDERR_FILENO) != 0;
+    hooks.group = group.get();
     const auto result = maas::train(config, run_dir, resume, hooks);
+    if (!rank0) return result.interrupted ? 130 : 0;
     if (result.interrupted) {
       std::cerr << "stopped; continue with: " << resume_command(argc, argv, args.count("out") > 0, run_dir) << "\n";
       return 130;

@@ -16,6 +16,8 @@
 #include "batch_source.h"
 #include "checkpoint.h"
 #include "dataset.h"
+#include "distill.h"
+#include "distributed.h"
 #include "evaluate.h"
 #include "files.h"
 #include "fine_tune.h"
@@ -104,6 +106,48 @@ void repair_after_crash(const CheckpointMeta& meta, const std::string& run_dir, 
   if (log) *log << "restored " << best_checkpoint_path(run_dir) << " (epoch " << meta.best_epoch << ") from last.pt\n";
 }
 
+// Images [begin, end) of `set`; shares storage.
+ImageSet slice(const ImageSet& set, int64_t begin, int64_t end) {
+  return {set.images.slice(0, begin, end), set.labels.slice(0, begin, end), set.classes};
+}
+
+// evaluate() over the whole set; with a group, each rank evaluates its share and the sums are
+// combined, so every rank gets the figures of the whole set.
+Evaluation evaluate_test_set(ClassifierImpl& model, const ImageSet& set, const Normalization& normalization,
+                             const TrainOptions& opt, TtaMode tta, DataParallelGroup* group) {
+  if (!group) return evaluate(model, set, normalization, opt.eval_batch_size, opt.channels_last, tta);
+  const int64_t n = set.size(), rank = group->rank(), ranks = group->size();
+  const ImageSet shard = slice(set, n * rank / ranks, n * (rank + 1) / ranks);
+  const auto classes = static_cast<int64_t>(set.classes.size());
+  auto sums = torch::zeros({1 + classes * classes}, torch::kFloat64);  // loss sum, then the confusion counts
+  if (shard.size() > 0) {
+    const Evaluation local = evaluate(model, shard, normalization, opt.eval_batch_size, opt.channels_last, tta);
+    sums[0].fill_(local.loss * static_cast<double>(shard.size()));
+    sums.slice(0, 1).add_(torch::tensor(local.confusion, torch::kInt64).to(torch::kFloat64));
+  }
+  group->all_reduce_sum({sums}, "sharded evaluation");
+  Evaluation e;
+  e.loss = sums[0].item<double>() / static_cast<double>(n);
+  const auto counts = sums.slice(0, 1).round().to(torch::kInt64);
+  e.confusion.assign(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + counts.numel());
+  int64_t correct = 0;
+  for (int64_t c = 0; c < classes; ++c) correct += e.confusion[static_cast<size_t>(c * classes + c)];
+  e.acc = static_cast<double>(correct) / static_cast<double>(n);
+  return e;
+}
+
+// Every rank's parameters and buffers (the trained weights and, when on, the average) are
+// rank 0's: broadcast at start, then checked bitwise after each epoch.
+std::vector<torch::Tensor> replicated_tensors(torch::nn::Module& model, torch::nn::Module* average) {
+  std::vector<torch::Tensor> tensors;
+  for (auto* m : {&model, average}) {
+    if (!m) continue;
+    for (const auto& p : m->parameters()) tensors.push_back(p);
+    for (const auto& b : m->buffers()) tensors.push_back(b);
+  }
+  return tensors;
+}
+
 }  // namespace
 
 LossFunction label_smoothed_cross_entropy(double smoothing) {
@@ -114,8 +158,13 @@ LossFunction label_smoothed_cross_entropy(double smoothing) {
 
 TrainResult train(const RunConfig& config, const std::string& run_dir, bool resume, const TrainHooks& hooks) {
   const auto& opt = config.train;
-  std::ostream* log = hooks.log;
-  torch::set_num_threads(static_cast<int>(resolve_threads(opt.threads)));
+  DataParallelGroup* const group = hooks.group;
+  const bool writer = !group || group->rank() == 0;  // the one process that logs and writes run_dir
+  std::ostream* log = writer ? hooks.log : nullptr;
+  // Processes on one host share its cores: by default each takes its share.
+  const int64_t local_processes = group ? group->launch().local_world_size : 1;
+  torch::set_num_threads(static_cast<int>(
+      opt.threads > 0 ? opt.threads : std::max<int64_t>(1, resolve_threads(0) / local_processes)));
 
   // Data: uint8 in memory, augmented and normalized batch by batch.
   const ImageSet train_set = load_dataset(config.data.dataset, config.data.root, Split::kTrain).head(config.data.train_limit);
@@ -126,10 +175,12 @@ TrainResult train(const RunConfig& config, const std::string& run_dir, bool resu
   const ModelSpec spec{train_set.channels(), train_set.height(), train_set.width(),
                        static_cast<int64_t>(train_set.classes.size())};
 
-  fs::create_directories(run_dir);
-  // A killed process can leave "last.pt.tmp.PID" and the like; they are never renamed now.
-  for (const auto& stale : remove_stale_temp_files(run_dir))
-    if (log) *log << "removed " << stale << " (left by an interrupted run)\n";
+  if (writer) {
+    fs::create_directories(run_dir);
+    // A killed process can leave "last.pt.tmp.PID" and the like; they are never renamed now.
+    for (const auto& stale : remove_stale_temp_files(run_dir))
+      if (log) *log << "removed " << stale << " (left by an interrupted run)\n";
+  }
   auto wrote = [&](const std::string& path) { hooks.after_write(path); };
 
   // The run's record: fresh, or the last checkpoint's.
@@ -157,9 +208,11 @@ TrainResult train(const RunConfig& config, const std::string& run_dir, bool resu
   // before the optimizer is built, identically on resume, so the optimizer's groups match its state.
   torch::manual_seed(static_cast<uint64_t>(opt.seed));
   auto model = make_model(config.model, spec);
-  if (opt.data_init) model->init_from_data(meta.normalization.apply(train_set.head(kDataInitImages).images));
+  if (opt.data_init && !model->init_from_data(meta.normalization.apply(train_set.head(kDataInitImages).images)))
+    throw ConfigError("train.data_init=true but model '" + config.model.name +
+                      "' has no data-dependent initialization (airbench has one); set train.data_init=false");
   if (!checkpoint && !config.model.init.empty()) {
-    const std::string summary = init_from_file(config.model.init, *model);
+    const std::string summary = init_from_file(config.model.init, *model, meta.classes);
     if (log) *log << summary << "\n";
   }
   if (!opt.train_norm_weights) freeze_norm_weights(*model);
@@ -179,28 +232,42 @@ TrainResult train(const RunConfig& config, const std::string& run_dir, bool resu
       generator.set_state(meta.rng_state);
     }
     if (meta.history.empty()) meta.history = read_metrics(metrics_path(run_dir), meta.epoch);
-    repair_after_crash(meta, run_dir, log, wrote);
-    write_text_atomically(metrics_path(run_dir), metrics_csv(meta.history));
-    wrote(metrics_path(run_dir));
+    if (writer) {
+      repair_after_crash(meta, run_dir, log, wrote);
+      write_text_atomically(metrics_path(run_dir), metrics_csv(meta.history));
+      wrote(metrics_path(run_dir));
+    }
   }
   if (opt.channels_last) {
     to_channels_last(*model);
     if (average_model) to_channels_last(*average_model);
   }
+  if (group)
+    group->broadcast_from_rank0(replicated_tensors(*model, average_model.get()), "broadcasting rank 0's weights");
   std::unique_ptr<WeightAverage> average;
   if (average_model) average = std::make_unique<WeightAverage>(model, average_model, /*start_from_trained=*/!checkpoint);
   ClassifierImpl& evaluated = average ? average->average() : *model;  // what evaluation, best.pt and export see
   model->train();
   evaluated.train();
   const std::string config_yaml = to_yaml(config);
-  write_text_atomically(run_config_path(run_dir), config_yaml);
-  wrote(run_config_path(run_dir));
+  if (writer) {
+    write_text_atomically(run_config_path(run_dir), config_yaml);
+    wrote(run_config_path(run_dir));
+  }
 
   const BatchSource batches(train_set, config.augment, meta.normalization, opt.batch_size, opt.seed, opt.channels_last);
   const int64_t steps = batches.steps_per_epoch();
   const int64_t total_steps = steps * opt.epochs;
+  // An average updated every N > total steps would never move: evaluation would see initial weights.
+  if (average && opt.ema_every > total_steps)
+    throw ConfigError("train.ema_every=" + std::to_string(opt.ema_every) + " but the run has only " +
+                      std::to_string(total_steps) + " steps (" + std::to_string(steps) +
+                      " a epoch): the average would never be updated; lower train.ema_every");
   const TtaMode tta = parse_tta_mode(config.eval.tta);
-  const LossFunction loss_of = hooks.loss ? hooks.loss : label_smoothed_cross_entropy(opt.label_smoothing);
+  const LossFunction loss_of =
+      hooks.loss                        ? hooks.loss
+      : !config.distill.teacher.empty() ? make_distillation_loss(config.distill, opt.label_smoothing, spec, meta.classes)
+                                        : label_smoothed_cross_entropy(opt.label_smoothing);
   std::string frozen_layer;
   auto freeze_stem_if_due = [&](int64_t epochs_done) {
     if (opt.stem_epochs > 0 && epochs_done >= opt.stem_epochs && frozen_layer.empty()) {
@@ -216,6 +283,7 @@ TrainResult train(const RunConfig& config, const std::string& run_dir, bool resu
   const std::string summary = model_summary(*model, spec);
   // report.html, rewritten after each epoch (after metrics.csv: it is a view of the record, not part of it).
   auto write_run_report = [&] {
+    if (!writer) return;
     write_text_atomically(run_report_path(run_dir), render_run_report(run_report_of(run_dir, meta, config_yaml, summary)));
     wrote(run_report_path(run_dir));
   };
@@ -227,10 +295,14 @@ TrainResult train(const RunConfig& config, const std::string& run_dir, bool resu
          << "x" << spec.height << "x" << spec.width << ", " << spec.classes << " classes; run directory " << run_dir
          << "\n";
     if (resume) *log << "resuming after epoch " << meta.epoch << ", batch " << meta.step << "\n";
+    if (group)
+      *log << "data-parallel: " << group->size() << " processes, " << torch::get_num_threads()
+           << " threads each here; each computes 1/" << group->size() << " of every batch of " << opt.batch_size << "\n";
   }
 
   ProgressBar bar(log, hooks.progress_bar);
   auto save_last = [&] {
+    if (!writer) return;
     save_checkpoint(last_checkpoint_path(run_dir), meta, evaluated, &optimizer.optimizer(),
                     average ? model.get() : nullptr);
     wrote(last_checkpoint_path(run_dir));
@@ -238,6 +310,7 @@ TrainResult train(const RunConfig& config, const std::string& run_dir, bool resu
 
   for (int64_t epoch = meta.epoch + 1; epoch <= opt.epochs; ++epoch) {
     const auto epoch_start = Clock::now();
+    double all_reduce_seconds = 0;  // this process's wait in the gradient all-reduce (a group's cost)
     bar.start("epoch " + std::to_string(epoch) + "/" + std::to_string(opt.epochs), steps, meta.step);
     double lr = optimizer.current_lr();
     for (int64_t step = meta.step; step < steps; ++step) {
@@ -245,29 +318,63 @@ TrainResult train(const RunConfig& config, const std::string& run_dir, bool resu
       const int64_t global_step = (epoch - 1) * steps + step;  // 0-based over the run
       optimizer.set_lr_factor(lr_factor(opt, global_step, total_steps, steps));
       lr = optimizer.current_lr();
-      const Batch batch = batches.batch(epoch, step);
+      const Batch batch = group ? batches.batch(epoch, step, group->rank(), group->size()) : batches.batch(epoch, step);
+      const int64_t count = batch.labels.size(0);
 
       // One training step.
       optimizer.zero_grad();
-      const auto logits = model->forward(batch.images);
-      const auto loss = loss_of(logits, batch);
-      loss.backward();
+      double loss_sum = 0, correct = 0;
+      if (count > 0) {  // a rank's shard of a small last batch may be empty
+        const auto logits = model->forward(batch.images);
+        const auto loss = loss_of(logits, batch);
+        loss.backward();
+        loss_sum = loss.item<double>() * static_cast<double>(count);
+        correct = static_cast<double>(logits.argmax(1).eq(batch.labels).sum().item<int64_t>());
+      }
+      bool stop = hooks.should_stop();
+      double seen = static_cast<double>(count);
+      if (group) {
+        // Each rank's gradient is the mean over its shard: weighted by its share of the batch,
+        // their sum is the batch's mean gradient, as one process would compute it. BatchNorm's
+        // running statistics (from each shard's batch statistics) are averaged; so are the
+        // step's loss and hits, and a stop request of any rank stops all.
+        const int64_t batch_images = std::min(opt.batch_size, train_set.size() - step * opt.batch_size);
+        std::vector<torch::Tensor> shared;
+        torch::NoGradGuard no_grad;
+        for (auto& p : model->parameters()) {
+          if (!p.requires_grad()) continue;
+          if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+          p.mutable_grad().mul_(static_cast<double>(count) / static_cast<double>(batch_images));
+          shared.push_back(p.grad());
+        }
+        for (auto& b : model->buffers())
+          if (b.is_floating_point()) shared.push_back(b.div_(static_cast<double>(group->size())));
+        auto step_stats = torch::tensor({loss_sum, correct, seen, stop ? 1.0 : 0.0}, torch::kFloat64);
+        shared.push_back(step_stats);
+        const auto reduce_start = Clock::now();
+        group->all_reduce_sum(shared, "the all-reduce of epoch " + std::to_string(epoch) + " step " +
+                                          std::to_string(step + 1));
+        all_reduce_seconds += std::chrono::duration<double>(Clock::now() - reduce_start).count();
+        loss_sum = step_stats[0].item<double>();
+        correct = step_stats[1].item<double>();
+        seen = step_stats[2].item<double>();
+        stop = step_stats[3].item<double>() > 0;
+      }
       optimizer.step();
       if (average && (global_step + 1) % opt.ema_every == 0)
         average->update(average_decay(opt.ema_decay, opt.ema_warmup_power, global_step + 1, total_steps),
                         opt.lookahead);
 
-      const int64_t count = batch.labels.size(0);
-      meta.partial_loss_sum += loss.item<double>() * static_cast<double>(count);
-      meta.partial_correct += logits.argmax(1).eq(batch.labels).sum().item<int64_t>();
-      meta.partial_seen += count;
+      meta.partial_loss_sum += loss_sum;
+      meta.partial_correct += static_cast<int64_t>(correct);
+      meta.partial_seen += static_cast<int64_t>(seen);
       meta.partial_seconds += std::chrono::duration<double>(Clock::now() - batch_start).count();
       meta.step = step + 1;
-      const double seen = static_cast<double>(meta.partial_seen);
-      bar.update(step + 1, meta.partial_loss_sum / seen, static_cast<double>(meta.partial_correct) / seen,
-                 seen / meta.partial_seconds);
+      const double seen_so_far = static_cast<double>(meta.partial_seen);
+      bar.update(step + 1, meta.partial_loss_sum / seen_so_far, static_cast<double>(meta.partial_correct) / seen_so_far,
+                 seen_so_far / meta.partial_seconds);
 
-      if (hooks.should_stop() && step + 1 < steps) {
+      if (stop && step + 1 < steps) {
         meta.rng_state = at::detail::getDefaultCPUGenerator().get_state();
         save_last();
         bar.finish("interrupted in epoch " + std::to_string(epoch) + " after batch " + std::to_string(step + 1) +
@@ -280,8 +387,7 @@ TrainResult train(const RunConfig& config, const std::string& run_dir, bool resu
     const bool evaluate_now = epoch == opt.epochs || (config.eval.every > 0 && epoch % config.eval.every == 0);
     Evaluation test;
     test.loss = test.acc = std::numeric_limits<double>::quiet_NaN();  // not evaluated this epoch
-    if (evaluate_now)
-      test = evaluate(evaluated, test_set, meta.normalization, opt.eval_batch_size, opt.channels_last, tta);
+    if (evaluate_now) test = evaluate_test_set(evaluated, test_set, meta.normalization, opt, tta, group);
     EpochMetrics m;
     m.epoch = epoch;
     m.train_loss = meta.partial_loss_sum / static_cast<double>(meta.partial_seen);
@@ -314,21 +420,39 @@ TrainResult train(const RunConfig& config, const std::string& run_dir, bool resu
       meta.best_confusion = test.confusion;
     }
     result.best_test_acc = std::max(0.0, meta.best_test_acc);
-    const std::string bytes =
-        checkpoint_bytes(meta, evaluated, &optimizer.optimizer(), average ? model.get() : nullptr);
-    write_text_atomically(last_checkpoint_path(run_dir), bytes);
-    wrote(last_checkpoint_path(run_dir));
-    if (best) {
-      write_text_atomically(best_checkpoint_path(run_dir), bytes);
-      wrote(best_checkpoint_path(run_dir));
+    if (group)
+      group->check_same_on_all_ranks(bitwise_digest(replicated_tensors(*model, average_model.get())),
+                                     "the weights after epoch " + std::to_string(epoch));
+    if (writer) {
+      const std::string bytes =
+          checkpoint_bytes(meta, evaluated, &optimizer.optimizer(), average ? model.get() : nullptr);
+      write_text_atomically(last_checkpoint_path(run_dir), bytes);
+      wrote(last_checkpoint_path(run_dir));
+      if (best) {
+        write_text_atomically(best_checkpoint_path(run_dir), bytes);
+        wrote(best_checkpoint_path(run_dir));
+      }
+      write_text_atomically(metrics_path(run_dir), metrics_csv(meta.history));
+      wrote(metrics_path(run_dir));
+      write_run_report();
     }
-    write_text_atomically(metrics_path(run_dir), metrics_csv(meta.history));
-    wrote(metrics_path(run_dir));
-    write_run_report();
-    bar.finish(epoch_line(m, opt.epochs) + (best ? "  (best)" : ""));
+    std::string group_note;
+    if (group) {
+      std::ostringstream note;
+      note << std::fixed << std::setprecision(1) << "  all-reduce " << 1000 * all_reduce_seconds / static_cast<double>(steps)
+           << " ms/step; weights bitwise identical on " << group->size() << " ranks";
+      group_note = note.str();
+    }
+    bar.finish(epoch_line(m, opt.epochs) + (best ? "  (best)" : "") + group_note);
     freeze_stem_if_due(epoch);
 
-    if (hooks.should_stop() && epoch < opt.epochs) {
+    bool stop = hooks.should_stop();
+    if (group) {
+      auto request = torch::tensor({stop ? 1.0 : 0.0}, torch::kFloat64);
+      group->all_reduce_sum({request}, "agreeing on a stop after epoch " + std::to_string(epoch));
+      stop = request.item<double>() > 0;
+    }
+    if (stop && epoch < opt.epochs) {
       result.interrupted = true;
       if (log) *log << "interrupted after epoch " << epoch << "; checkpoint written to " << last_checkpoint_path(run_dir) << "\n";
       return result;

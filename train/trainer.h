@@ -9,6 +9,7 @@
 #include "batch_source.h"
 #include "checkpoint.h"
 #include "config.h"
+#include "distributed.h"
 
 namespace maas {
 
@@ -32,6 +33,10 @@ struct TrainHooks {
   std::function<void(const std::string& path)> after_write = [](const std::string&) {};
   // Replaces the configured loss (cross-entropy with train.label_smoothing) when set.
   LossFunction loss;
+  // The data-parallel group this process trains in; nullptr = alone. With a group, every rank
+  // calls train() with the same config: each computes its shard of every batch, gradients are
+  // averaged over the group, evaluation is sharded, and only rank 0 logs and writes run_dir.
+  DataParallelGroup* group = nullptr;
 };
 
 struct TrainResult {
@@ -45,8 +50,9 @@ struct TrainResult {
 // and ends where an uninterrupted run would (bit-identical with train.threads=1), whenever the
 // previous process died: last.pt commits an epoch, and resuming first rebuilds metrics.csv and
 // best.pt from it (see the comment at the epoch's end in trainer.cpp).
-// Throws ConfigError, DataError or CheckpointError with a message naming the problem.
-// Not thread-safe: sets LibTorch's global thread count and seed.
+// Throws ConfigError, DataError or CheckpointError with a message naming the problem, and
+// DistributedError when a rank of the group is lost. Not thread-safe: sets LibTorch's global
+// thread count and seed.
 TrainResult train(const RunConfig& config, const std::string& run_dir, bool resume, const TrainHooks& hooks);
 
 }  // namespace maas

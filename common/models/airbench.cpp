@@ -55,7 +55,7 @@ AirbenchImpl::AirbenchImpl(const ModelSpec& spec, const std::vector<int64_t>& wi
   fc_ = register_module("fc", torch::nn::Linear(torch::nn::LinearOptions(widths.at(2), spec.classes).bias(false)));
 }
 
-void AirbenchImpl::init_from_data(const torch::Tensor& images) {
+bool AirbenchImpl::init_from_data(const torch::Tensor& images) {
   torch::NoGradGuard no_grad;
   const int64_t c = images.size(1), patch = 4 * c;
   // Covariance of all 2x2 patches (uncentred, as airbench), accumulated in chunks to bound memory.
@@ -75,6 +75,7 @@ void AirbenchImpl::init_from_data(const torch::Tensor& images) {
   w.copy_(torch::cat({filters, -filters}).to(w.dtype()));
   w.set_requires_grad(false);
   stem_->bias.zero_();  // airbench starts the whitened stem without offsets
+  return true;
 }
 
 torch::Tensor AirbenchImpl::forward(torch::Tensor x) {

@@ -31,7 +31,7 @@ class AirbenchImpl : public ClassifierImpl {
   torch::Tensor forward(torch::Tensor images) override;
   // The stem's 4C filters become the eigenvectors of the covariance of the images' 2x2 patches,
   // scaled by 1/sqrt(eigenvalue + 5e-4), and their negatives (the other 4C); then frozen.
-  void init_from_data(const torch::Tensor& images) override;
+  bool init_from_data(const torch::Tensor& images) override;
 
  private:
   torch::nn::Conv2d stem_{nullptr};

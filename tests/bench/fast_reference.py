@@ -81,7 +81,9 @@ def main():
 
     def step(i):
         index = torch.randint(0, len(labels), (n,))
-        x = augment(images[index], 2, coins[index]).float().div_(255).sub_(mean[None, :, None, None]).div_(std[None, :, None, None])
+        # normalized first: reflect padding has no uint8 kernel (airbench also augments float images)
+        x = images[index].float().div_(255).sub_(mean[None, :, None, None]).div_(std[None, :, None, None])
+        x = augment(x, 2, coins[index])
         x = x.contiguous(memory_format=torch.channels_last)
         optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(x), labels[index], label_smoothing=0.2)

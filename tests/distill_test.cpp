@@ -1,0 +1,97 @@
+// Knowledge distillation: the loss against a hand computation, the teacher's checks, a run with a teacher.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "artifact.h"
+#include "distill.h"
+#include "files.h"
+#include "test_util.h"
+#include "trainer.h"
+
+namespace maas {
+namespace {
+
+using testing::TempDir;
+
+// log softmax of row `r` of `logits` / t, element `c`, in plain doubles.
+double log_softmax_at(const std::vector<std::vector<double>>& logits, size_t r, size_t c, double t) {
+  double sum = 0;
+  for (double v : logits[r]) sum += std::exp(v / t);
+  return logits[r][c] / t - std::log(sum);
+}
+
+TEST(Distill, LossMatchesAHandComputation) {
+  const std::vector<std::vector<double>> student{{1.0, -0.5, 2.0}, {0.3, 0.1, -1.2}};
+  const std::vector<std::vector<double>> teacher{{2.5, 0.0, 1.0}, {-0.4, 1.5, 0.2}};
+  const std::vector<int64_t> labels{2, 0};
+  const double t = 3, alpha = 0.7, smoothing = 0.1;
+  double kl = 0, ce = 0;
+  for (size_t r = 0; r < 2; ++r) {
+    for (size_t c = 0; c < 3; ++c) {
+      const double log_pt = log_softmax_at(teacher, r, c, t), log_ps = log_softmax_at(student, r, c, t);
+      kl += std::exp(log_pt) * (log_pt - log_ps);
+      const double target = (c == static_cast<size_t>(labels[r]) ? 1 - smoothing : 0) + smoothing / 3;
+      ce -= target * log_softmax_at(student, r, c, 1);
+    }
+  }
+  const double expected = alpha * t * t * kl / 2 + (1 - alpha) * ce / 2;
+  auto tensor = [](const std::vector<std::vector<double>>& rows) {
+    return torch::tensor({rows[0][0], rows[0][1], rows[0][2], rows[1][0], rows[1][1], rows[1][2]},
+                         torch::kFloat64).reshape({2, 3});
+  };
+  const auto loss = distillation_loss(tensor(student), tensor(teacher), torch::tensor(labels), t, alpha, smoothing);
+  EXPECT_NEAR(loss.item<double>(), expected, 1e-12);
+  // alpha 0 is plain (smoothed) cross-entropy; a student that equals its teacher has no soft loss.
+  EXPECT_NEAR(distillation_loss(tensor(student), tensor(teacher), torch::tensor(labels), t, 0, smoothing).item<double>(),
+              ce / 2, 1e-12);
+  EXPECT_NEAR(distillation_loss(tensor(student), tensor(student), torch::tensor(labels), t, 1, 0).item<double>(), 0,
+              1e-12);
+}
+
+TEST(Distill, TheTeacherMustKnowTheSameClassesAndImages) {
+  TempDir dir;
+  testing::write_bytes(dir.file("teacher.pt"), testing::random_cnn_artifact(3, testing::kCifar10Classes));
+  DistillOptions options;
+  options.teacher = dir.file("teacher.pt");
+  const ModelSpec spec{3, 32, 32, 10};
+  EXPECT_EQ(testing::error_of([&] { make_distillation_loss(options, 0, spec, testing::kCifar10Classes); }), "");
+  auto renamed = testing::kCifar10Classes;
+  std::swap(renamed[2], renamed[3]);
+  EXPECT_NE(testing::error_of([&] { make_distillation_loss(options, 0, spec, renamed); }).find("distill.teacher="),
+            std::string::npos);
+  EXPECT_NE(testing::error_of([&] { make_distillation_loss(options, 0, {3, 28, 28, 10}, testing::kCifar10Classes); })
+                .find("takes 3x32x32 images"),
+            std::string::npos);
+  options.teacher = dir.file("missing.pt");
+  EXPECT_NE(testing::error_of([&] { make_distillation_loss(options, 0, spec, testing::kCifar10Classes); })
+                .find("distill.teacher="),
+            std::string::npos);
+}
+
+// The teacher sees the student's augmented pixels: its loss term is the one the step minimizes.
+TEST(Distill, ARunWithATeacherUsesItsPredictions) {
+  TempDir data, dir, with_teacher, without;
+  testing::write_tiny_cifar(data.path(), 20, 20);
+  testing::write_bytes(dir.file("teacher.pt"), testing::random_cnn_artifact(3, testing::kCifar10Classes));
+  RunConfig config;
+  config.data.root = data.path();
+  config.model.name = "cnn";
+  config.train.epochs = 1;
+  config.train.batch_size = 16;
+  config.train.threads = 1;
+  config.augment.translate = 2;
+  config.augment.flip = "random";
+  const TrainResult plain = train(config, without.path(), false, {});
+  config.distill.teacher = dir.file("teacher.pt");
+  config.distill.alpha = 1;  // only the teacher: a random teacher's soft targets, not the labels
+  const TrainResult distilled = train(config, with_teacher.path(), false, {});
+  ASSERT_EQ(distilled.history.size(), 1u);
+  EXPECT_NE(distilled.history[0].train_loss, plain.history[0].train_loss);
+  EXPECT_TRUE(std::isfinite(distilled.history[0].train_loss));
+  // A random teacher is nearly uniform at T = 4: the soft loss is small next to cross-entropy's ~2.3.
+  EXPECT_LT(distilled.history[0].train_loss, 1.0);
+}
+
+}  // namespace
+}  // namespace maas
