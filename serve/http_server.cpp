@@ -93,6 +93,15 @@ bool same_secret(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
+// The parameters of the URL's query alone: httplib adds the fields of a form-encoded body to
+// req.params too, and curl --data-binary labels the image bytes it sends as a form.
+httplib::Params url_query(const httplib::Request& req) {
+  httplib::Params params;
+  const auto question = req.target.find('?');
+  if (question != std::string::npos) httplib::detail::parse_query_text(req.target.substr(question + 1), params);
+  return params;
+}
+
 thread_local Clock::time_point request_started;
 
 TransportOptions transport_options(const ServeOptions& o) {
@@ -374,7 +383,7 @@ void HttpServer::explanations(Req req, Res res) {
     const auto runner = runner_for(req);
     name = runner->name();
     const auto& info = runner->info();
-    ExplainQuery query = parse_explain_query(req.params, info.classes, options_.explain.max_steps);
+    ExplainQuery query = parse_explain_query(url_query(req), info.classes, options_.explain.max_steps);
     std::string inflated;
     const std::string& bytes = uploaded_image(req, inflated);
     query.request.image = decode_image(bytes, info.channels, info.height, info.width, options_.max_image_pixels);

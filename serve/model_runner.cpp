@@ -29,7 +29,12 @@ ModelRunner::ModelRunner(std::string name, int64_t version, Artifact artifact, B
   const auto zeros = torch::zeros({1, info_.channels, info_.height, info_.width}, torch::kUInt8);
   for (int64_t b = 1; b <= options_.max_batch_size; b *= 2)
     module_.forward({torch::zeros({b, info_.channels, info_.height, info_.width}, torch::kUInt8)});
-  for (int i = 0; i < 2; ++i) explainer_.explain({zeros});
+  try {
+    for (int i = 0; i < 2; ++i) explainer_.explain({zeros});
+  } catch (const std::exception& e) {
+    // Predictions need not suffer for a graph autograd cannot differentiate: explain() says why.
+    explainer_error_ = e.what();
+  }
   const int64_t cores = core_count();
   const int64_t instances = options_.instances > 0 ? options_.instances : cores;
   threads_per_instance_ = options_.threads_per_instance > 0 ? options_.threads_per_instance
@@ -105,6 +110,8 @@ torch::Tensor ModelRunner::infer(const torch::Tensor& images, InferTiming* timin
 }
 
 Explanation ModelRunner::explain(const ExplainRequest& explanation, InferTiming* timing) {
+  if (!explainer_error_.empty())
+    throw std::runtime_error("model '" + name_ + "' cannot be explained: " + explainer_error_.substr(0, 300));
   explainer_.check(explanation);
   const int64_t images = explain_batch_images(explanation);
   if (images > options_.max_queue_images)

@@ -68,8 +68,9 @@ struct RunnerStats {
 class ModelRunner {
  public:
   // Clones the module for explanations, freezes and optimizes it for inference, warms it up at
-  // every batch size up to max_batch_size's power of two and the explainer at its default steps,
-  // then starts the workers. Throws std::invalid_argument for bad options.
+  // every batch size up to max_batch_size's power of two and the explainer at its default steps
+  // (a failure there only disables explain()), then starts the workers. Throws
+  // std::invalid_argument for bad options.
   ModelRunner(std::string name, int64_t version, Artifact artifact, BatchingOptions options);
   // Finishes queued requests, then joins the workers.
   ~ModelRunner();
@@ -105,7 +106,8 @@ class ModelRunner {
   // forward and backward are not batched with other requests). Blocks until done; fills `timing`
   // if given (batch_images = the job's images). Throws std::invalid_argument for what
   // Explainer::check() refuses and for a job of more images than max_queue_images (it could never
-  // be queued), Unavailable when the queue is full or the runner stops.
+  // be queued), Unavailable when the queue is full or the runner stops, std::runtime_error when
+  // the model's graph could not be differentiated at warm-up (predictions still work).
   Explanation explain(const ExplainRequest& request, InferTiming* timing = nullptr);
 
   // Stops accepting requests; queued ones still finish.
@@ -144,6 +146,7 @@ class ModelRunner {
   const BatchingOptions options_;
   torch::jit::Module module_;
   Explainer explainer_;
+  std::string explainer_error_;  // why the explainer's warm-up failed ("" = it works)
   int64_t threads_per_instance_ = 1;
 
   mutable std::mutex mutex_;

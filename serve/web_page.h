@@ -152,7 +152,7 @@ async function classify(file) {
     const r = await fetch('/predictions/' + path() + '?topk=5', { method: 'POST', body: file });
     const body = await r.json();
     if (!r.ok) { message(results, body.error || ('HTTP ' + r.status), true); return; }
-    results.innerHTML = '';
+    results.innerHTML = ''; results.className = '';
     for (const [label, p] of Object.entries(body)) {
       const row = document.createElement('button'); row.className = 'row'; row.type = 'button'; row.dataset.label = label;
       const name = document.createElement('span'); name.className = 'label'; name.textContent = label;

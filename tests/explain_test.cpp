@@ -173,6 +173,26 @@ TEST(ModelRunner, ExplanationsCountTheirImagesInTheQueueAndStopWithTheRunner) {
   EXPECT_THROW(runner.explain({image}), Unavailable);
 }
 
+// A forward autograd refuses (in place on its input): the model still predicts; explain() says why.
+TEST(ModelRunner, AModelThatCannotBeDifferentiatedStillPredicts) {
+  torch::jit::Module m("InPlace");
+  m.register_attribute("training", c10::BoolType::get(), false);
+  m.define(R"(
+def forward(self, images: Tensor) -> Tensor:
+    x = images.float()
+    x.mul_(2.0)
+    return x.flatten(1)
+)");
+  ArtifactInfo info;
+  info.channels = 1, info.height = 1, info.width = 3;
+  info.classes = {"a", "b", "c"};
+  ModelRunner runner("inplace", 1, Artifact{m, info}, BatchingOptions{});
+  const auto image = torch::tensor({1, 2, 3}, torch::kUInt8).view({1, 1, 1, 3});
+  EXPECT_TRUE(torch::equal(runner.infer(image), torch::tensor({2.f, 4.f, 6.f}).view({1, 3})));
+  EXPECT_NE(testing::error_of([&] { runner.explain({image}); }).find("model 'inplace' cannot be explained"),
+            std::string::npos);
+}
+
 TEST(Heatmap, EnlargesTheImageAndColoursOnlyWhereAttributionIs) {
   const auto image = torch::full({3, 32, 32}, 100, torch::kUInt8);
   auto attribution = torch::zeros({3, 32, 32});
