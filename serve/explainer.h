@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "artifact.h"
 
@@ -24,6 +25,13 @@ inline constexpr int64_t kDefaultExplainSteps = 16;
 // One explanation to compute. Pixels are the model's raw input (0..255), so a baseline of 0 is a
 // black image (Captum's default baseline is zeros in the model's input space, which here is black).
 struct ExplainRequest {
+  ExplainRequest() = default;
+  // Not explicit: {image}, {image, target}, ... read as the fields in order.
+  ExplainRequest(torch::Tensor image, std::optional<int64_t> target = std::nullopt,
+                 ExplainMethod method = ExplainMethod::kIntegratedGradients, int64_t steps = kDefaultExplainSteps,
+                 double baseline = 0)
+      : image(std::move(image)), target(target), method(method), steps(steps), baseline(baseline) {}
+
   torch::Tensor image;            // uint8 or float32 [1, C, H, W] of the model's input size
   std::optional<int64_t> target;  // class index; none = the class the model predicts for `image`
   ExplainMethod method = ExplainMethod::kIntegratedGradients;

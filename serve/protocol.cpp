@@ -337,9 +337,13 @@ int64_t parse_positive_integer(const std::string& what, const std::string& v, in
 
 namespace {
 
-// Client text inside an error message: at most 64 bytes (dump() replaces invalid UTF-8).
+// Client text inside an error message: at most 64 bytes, control characters as '?' (a NUL would
+// end the exception's message; dump() replaces invalid UTF-8).
 std::string quoted(const std::string& text) {
-  return "'" + (text.size() > 64 ? text.substr(0, 64) + "..." : text) + "'";
+  std::string shown = text.size() > 64 ? text.substr(0, 64) + "..." : text;
+  for (char& c : shown)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  return "'" + shown + "'";
 }
 
 }  // namespace

@@ -124,10 +124,11 @@ Artifact seed_artifact() {
   return load_artifact_from_bytes(testing::random_cnn_artifact(5, testing::kCifar10Classes), "seed CNN");
 }
 
-// The seed CNN through the runner (the serving path): at the default 16 steps, the attributions
-// sum to logit(image) - logit(black) within 5% on every sample image, for the predicted class
-// and for another one.
-TEST(Explainer, CompletenessWithinFivePercentAtDefaultStepsOnTheSeedCnn) {
+// The seed CNN through the runner (the serving path): the attributions sum to logit(image) -
+// logit(black) within 5% on every sample image, for the predicted class and for another one, at
+// 64 steps. At the default 16 they do not always (README: up to 37% on the trained seed run, and
+// on this randomly initialized CNN, whose logits hardly move, up to 280%); the error shrinks with steps.
+TEST(Explainer, CompletenessWithinFivePercentOnTheSeedCnn) {
   const auto files = sample_images();
   if (files.empty()) GTEST_SKIP() << "no shared samples in ../shared/datasets/cifar10-samples";
   ModelRunner runner("cnn", 1, seed_artifact(), BatchingOptions{});
@@ -135,8 +136,8 @@ TEST(Explainer, CompletenessWithinFivePercentAtDefaultStepsOnTheSeedCnn) {
     const auto image = decode_image(read_text(file), 3, 32, 32);
     for (const std::optional<int64_t> target : {std::optional<int64_t>(), std::optional<int64_t>(3)}) {
       InferTiming timing;
-      const Explanation e = runner.explain({image, target}, &timing);
-      EXPECT_EQ(timing.batch_images, kDefaultExplainSteps + 2);
+      const Explanation e = runner.explain({image, target, ExplainMethod::kIntegratedGradients, 64}, &timing);
+      EXPECT_EQ(timing.batch_images, 64 + 2);
       ASSERT_TRUE(e.completeness);
       const auto& c = *e.completeness;
       ASSERT_TRUE(c.relative_error()) << file;
@@ -164,8 +165,8 @@ TEST(ModelRunner, ExplanationsCountTheirImagesInTheQueueAndStopWithTheRunner) {
   // The same answer as an explainer of the artifact itself.
   const Artifact artifact = seed_artifact();
   const Explainer reference(artifact.module, artifact.info);
-  const Explanation expected = reference.explain({image});
-  const Explanation got = runner.explain({image});
+  const Explanation expected = reference.explain({image, std::nullopt, ExplainMethod::kIntegratedGradients, 6});
+  const Explanation got = runner.explain({image, std::nullopt, ExplainMethod::kIntegratedGradients, 6});
   EXPECT_EQ(got.target, expected.target);
   EXPECT_LE((got.attribution - expected.attribution).abs().max().item<double>(),
             1e-3 * expected.attribution.abs().max().item<double>());
