@@ -1,28 +1,33 @@
 // maas-bench: `inference` measures a run's model in-process in every deployable form;
-// `serve` load-tests a running maas-serve (see load_bench.h).
+// `serve` load-tests a running maas-serve (see load_bench.h); `explain` times explanations
+// (explain_bench.h).
 #include <cxxopts.hpp>
 
 #include <iostream>
 
 #include "cli.h"
+#include "explain_bench.h"
 #include "inference_bench.h"
 #include "load_bench.h"
 
 int main(int argc, char** argv) {
   cxxopts::Options options("maas-bench",
                            "Measure maas.\n  maas-bench inference --run DIR   in-process forward speed of a run's model\n"
-                           "  maas-bench serve --url URL --model NAME [--in-process FILE]   load-test a running maas-serve");
+                           "  maas-bench serve --url URL --model NAME [--in-process FILE]   load-test a running maas-serve\n"
+                           "  maas-bench explain --image FILE [--in-process FILE] [--url URL --model NAME]   explanation latency");
   options.add_options()
-      ("mode", "inference or serve", cxxopts::value<std::string>())
+      ("mode", "inference, serve or explain", cxxopts::value<std::string>())
       ("run", "inference: maas-train run directory (its best.pt)", cxxopts::value<std::string>())
       ("batches", "inference: batch sizes", cxxopts::value<std::vector<int64_t>>()->default_value("1,8,32,128"))
       ("threads", "inference: LibTorch threads (0 = all cores)", cxxopts::value<int64_t>()->default_value("0"))
-      ("url", "serve: server address", cxxopts::value<std::string>()->default_value("http://127.0.0.1:8000"))
-      ("model", "serve: model name", cxxopts::value<std::string>()->default_value("cifar10"))
-      ("in-process", "serve: the served model.pt, also run in-process through the same batcher (the ceiling)", cxxopts::value<std::string>())
+      ("url", "serve, explain: server address", cxxopts::value<std::string>()->default_value("http://127.0.0.1:8000"))
+      ("model", "serve, explain: model name", cxxopts::value<std::string>()->default_value("cifar10"))
+      ("in-process", "serve, explain: the served model.pt, also run in-process through the same batcher (the ceiling)", cxxopts::value<std::string>())
       ("concurrency", "serve: client counts", cxxopts::value<std::vector<int64_t>>()->default_value("1,4,16,64"))
       ("images-per-request", "serve: images in each request (like perf_analyzer's -b)", cxxopts::value<std::vector<int64_t>>()->default_value("1,8,32"))
       ("protocols", "serve: binary, json, image", cxxopts::value<std::vector<std::string>>()->default_value("binary,json,image"))
+      ("image", "explain: the image explained", cxxopts::value<std::string>())
+      ("steps", "explain: integrated gradients' steps", cxxopts::value<std::vector<int64_t>>()->default_value("16,64"))
       ("seconds", "measuring time per case", cxxopts::value<double>()->default_value("3"))
       ("h,help", "show this help");
   options.parse_positional({"mode"});
@@ -60,8 +65,21 @@ int main(int argc, char** argv) {
       for (auto n : o.images_per_request)
         if (n < 1 || n > 1024) throw maas::UsageError("images per request must be in 1..1024");
       maas::run_load_bench(o, std::cout);
+    } else if (mode == "explain") {
+      maas::ExplainBenchOptions o;
+      if (!args.count("image")) throw maas::UsageError("--image FILE is required");
+      o.image = args["image"].as<std::string>();
+      if (args.count("in-process")) o.artifact = args["in-process"].as<std::string>();
+      if (args.count("url")) o.url = args["url"].as<std::string>();  // served only when asked
+      if (o.artifact.empty() && o.url.empty()) throw maas::UsageError("say where to measure: --in-process FILE and/or --url URL");
+      o.model = args["model"].as<std::string>();
+      o.steps = args["steps"].as<std::vector<int64_t>>();
+      o.seconds = seconds;
+      for (auto n : o.steps)
+        if (n < 1 || n > 4096) throw maas::UsageError("steps must be in 1..4096");
+      maas::run_explain_bench(o, std::cout);
     } else {
-      throw maas::UsageError("unknown mode '" + mode + "' (inference, serve)");
+      throw maas::UsageError("unknown mode '" + mode + "' (inference, serve, explain)");
     }
     return 0;
   });

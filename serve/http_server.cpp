@@ -93,12 +93,13 @@ bool same_secret(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
-// A positive integer query parameter or header value of at most `max`.
-int64_t positive_integer(const std::string& what, const std::string& v, int64_t max) {
-  if (v.empty() || v.size() > 12 || v.find_first_not_of("0123456789") != std::string::npos || std::stoll(v) < 1 ||
-      std::stoll(v) > max)
-    throw std::invalid_argument(what + " must be an integer in 1.." + std::to_string(max));
-  return std::stoll(v);
+// The parameters of the URL's query alone: httplib adds the fields of a form-encoded body to
+// req.params too, and curl --data-binary labels the image bytes it sends as a form.
+httplib::Params url_query(const httplib::Request& req) {
+  httplib::Params params;
+  const auto question = req.target.find('?');
+  if (question != std::string::npos) httplib::detail::parse_query_text(req.target.substr(question + 1), params);
+  return params;
 }
 
 thread_local Clock::time_point request_started;
@@ -195,6 +196,7 @@ void HttpServer::add_routes() {
       {{"POST"}, kModelPath + "/infer", &HttpServer::infer},
       // TorchServe clients upload with PUT (curl -T image.jpg URL) as well as POST.
       {{"POST", "PUT"}, "/predictions/([A-Za-z0-9_.-]+)(?:/([0-9]+))?", &HttpServer::predictions},
+      {{"POST", "PUT"}, "/explanations/([A-Za-z0-9_.-]+)(?:/([0-9]+))?", &HttpServer::explanations},
       {{"POST"}, "/v2/repository/index", &HttpServer::repository_index},
       {{"POST"}, "/v2/repository/models/([A-Za-z0-9_.-]+)/load", &HttpServer::repository_load},
       {{"POST"}, "/v2/repository/models/([A-Za-z0-9_.-]+)/unload", &HttpServer::repository_unload},
@@ -360,16 +362,9 @@ void HttpServer::predictions(Req req, Res res) {
     const auto runner = runner_for(req);
     name = runner->name();
     ModelRunner::Arrival arrival(*runner);
-    std::string field;  // the image of a multipart upload; a raw body is used where it lies
-    if (req.is_multipart_form_data()) {
-      if (req.has_file("data")) field = req.get_file_value("data").content;
-      else if (req.has_file("file")) field = req.get_file_value("file").content;
-      else throw std::invalid_argument("multipart upload needs a field named 'data' or 'file'");
-    }
     std::string inflated;
-    const std::string& bytes = req.is_multipart_form_data() ? field : http_->request_body(req, inflated);
-    if (bytes.empty()) throw std::invalid_argument("empty body: send the image bytes (curl -T image.jpg URL)");
-    const int64_t k = req.has_param("topk") ? positive_integer("topk", req.get_param_value("topk"), 1 << 20) : 5;
+    const std::string& bytes = uploaded_image(req, inflated);
+    const int64_t k = req.has_param("topk") ? parse_positive_integer("topk", req.get_param_value("topk"), 1 << 20) : 5;
     const auto& info = runner->info();
     const auto images = decode_image(bytes, info.channels, info.height, info.width, options_.max_image_pixels);
     InferTiming timing;
@@ -378,6 +373,37 @@ void HttpServer::predictions(Req req, Res res) {
     res.set_content(write_topk_json(logits, info.classes, k), "application/json");
   });
   metrics_.observe_request(name, res.status, std::chrono::duration<double>(Clock::now() - request_started).count());
+}
+
+// Explanations run on the model's workers like inference but announce no Arrival: they are never
+// batched with other requests, so a forming batch must not wait for them.
+void HttpServer::explanations(Req req, Res res) {
+  std::string name = "(unknown)";
+  guarded(res, [&] {
+    const auto runner = runner_for(req);
+    name = runner->name();
+    const auto& info = runner->info();
+    ExplainQuery query = parse_explain_query(url_query(req), info.classes, options_.explain.max_steps);
+    std::string inflated;
+    const std::string& bytes = uploaded_image(req, inflated);
+    query.request.image = decode_image(bytes, info.channels, info.height, info.width, options_.max_image_pixels);
+    const Explanation explanation = runner->explain(query.request);
+    if (query.png) res.set_content(write_explanation_png(query.request.image, explanation), "image/png");
+    else res.set_content(write_explanation_json(runner->name(), runner->version(), query.request, explanation),
+                         "application/json");
+  });
+  metrics_.observe_explanation(name, res.status,
+                               std::chrono::duration<double>(Clock::now() - request_started).count());
+}
+
+const std::string& HttpServer::uploaded_image(Req req, std::string& inflated) const {
+  const std::string* bytes = nullptr;
+  if (!req.is_multipart_form_data()) bytes = &http_->request_body(req, inflated);
+  else if (req.has_file("data")) bytes = &req.files.find("data")->second.content;
+  else if (req.has_file("file")) bytes = &req.files.find("file")->second.content;
+  else throw std::invalid_argument("multipart upload needs a field named 'data' or 'file'");
+  if (bytes->empty()) throw std::invalid_argument("empty body: send the image bytes (curl -T image.jpg URL)");
+  return *bytes;
 }
 
 void HttpServer::repository_index(Req req, Res res) {

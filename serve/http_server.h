@@ -1,5 +1,5 @@
-// maas-serve's HTTP layer: KServe v2 REST, TorchServe-style image upload, metrics, model
-// control and the web page. Parses and validates requests into plain structs (protocol.h) before
+// maas-serve's HTTP layer: KServe v2 REST, TorchServe-style image upload and explanations,
+// metrics, model control and the web page. Parses and validates requests into plain structs (protocol.h) before
 // any model is touched; connections run through HttpTransport (deadlines, limits, connection cap).
 #pragma once
 
@@ -66,6 +66,7 @@ class HttpServer {
   void model_stats(Req, Res);
   void infer(Req, Res);
   void predictions(Req, Res);
+  void explanations(Req, Res);
   void repository_index(Req, Res);
   void repository_load(Req, Res);
   void repository_unload(Req, Res);
@@ -73,6 +74,9 @@ class HttpServer {
 
   // The runner of the model (and version) the request's path names; throws NotFound.
   std::shared_ptr<ModelRunner> runner_for(Req req) const;
+  // The image bytes of a TorchServe-style upload: the raw body (decompressed into `inflated` if
+  // needed) or the multipart field `data` or `file`. Throws std::invalid_argument when empty or missing.
+  const std::string& uploaded_image(Req req, std::string& inflated) const;
   // Refuses model control without the admin token (403 when disabled, 401 when wrong).
   void require_admin(Req req, Res res) const;
 

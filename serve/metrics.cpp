@@ -25,6 +25,8 @@ struct ServeMetrics::Families {
   prometheus::Family<prometheus::Histogram>* total_seconds;
   prometheus::Family<prometheus::Histogram>* batch_size;
   prometheus::Family<prometheus::Gauge>* queue_depth;
+  prometheus::Family<prometheus::Counter>* explanations;
+  prometheus::Family<prometheus::Histogram>* explanation_seconds;
 };
 
 ServeMetrics::ServeMetrics()
@@ -48,6 +50,14 @@ ServeMetrics::ServeMetrics()
       &prometheus::BuildHistogram().Name("maas_batch_images").Help("Images in the batch each request ran in").Register(r);
   families_->queue_depth =
       &prometheus::BuildGauge().Name("maas_queue_images").Help("Images waiting in the model's queue").Register(r);
+  families_->explanations = &prometheus::BuildCounter()
+                                 .Name("maas_explanations_total")
+                                 .Help("Explanation requests by model and outcome")
+                                 .Register(r);
+  families_->explanation_seconds = &prometheus::BuildHistogram()
+                                        .Name("maas_explanation_seconds")
+                                        .Help("Total time of an explanation request, received to answered")
+                                        .Register(r);
 }
 
 ServeMetrics::~ServeMetrics() = default;
@@ -64,6 +74,8 @@ size_t outcome_of(int status) {
 
 struct ServeMetrics::Series {
   prometheus::Counter* requests[4] = {};  // by kOutcomes; made when first counted
+  prometheus::Counter* explanations[4] = {};
+  prometheus::Histogram* explanation_seconds = nullptr;  // made on the first explanation
   prometheus::Histogram* total_seconds;
   prometheus::Histogram* queue_seconds;
   prometheus::Histogram* compute_seconds;
@@ -97,6 +109,24 @@ void ServeMetrics::observe_request(const std::string& model, int status, double 
   }
   requests->Increment();
   total->Observe(total_seconds);
+}
+
+void ServeMetrics::observe_explanation(const std::string& model, int status, double total_seconds) {
+  const size_t outcome = outcome_of(status);
+  prometheus::Counter* explanations;
+  prometheus::Histogram* seconds;
+  {
+    std::lock_guard<std::mutex> lock(series_mutex_);
+    Series& s = series(model);
+    if (!s.explanations[outcome])
+      s.explanations[outcome] = &families_->explanations->Add({{"model", model}, {"outcome", kOutcomes[outcome]}});
+    if (!s.explanation_seconds)
+      s.explanation_seconds = &families_->explanation_seconds->Add({{"model", model}}, kSecondsBuckets);
+    explanations = s.explanations[outcome];
+    seconds = s.explanation_seconds;
+  }
+  explanations->Increment();
+  seconds->Observe(total_seconds);
 }
 
 void ServeMetrics::observe_inference(const std::string& model, const InferTiming& timing) {

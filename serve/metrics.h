@@ -24,6 +24,9 @@ class ServeMetrics {
   // One finished HTTP request against a model, counted by outcome of its HTTP status (success,
   // client_error, unavailable, server_error).
   void observe_request(const std::string& model, int status, double total_seconds);
+  // One finished explanation request (POST /explanations), counted apart from inference by the
+  // outcome of its HTTP status, with its total time.
+  void observe_explanation(const std::string& model, int status, double total_seconds);
   // Queue and compute time of one request's images and the size of the batch they ran in.
   void observe_inference(const std::string& model, const InferTiming& timing);
   void set_queue_depth(const std::string& model, int64_t images);

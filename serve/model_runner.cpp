@@ -13,15 +13,28 @@ namespace maas {
 using Clock = std::chrono::steady_clock;
 
 ModelRunner::ModelRunner(std::string name, int64_t version, Artifact artifact, BatchingOptions options)
-    : name_(std::move(name)), version_(version), info_(artifact.info), options_(options) {
+    : name_(std::move(name)),
+      version_(version),
+      info_(artifact.info),
+      options_(options),
+      // A deep copy: optimize_for_inference rewrites an already frozen module in place.
+      explainer_(artifact.module.clone(), artifact.info) {
   if (options_.max_batch_size < 1 || options_.instances < 0 || options_.max_queue_delay_us < 0 ||
       options_.max_queue_images < options_.max_batch_size || options_.threads_per_instance < 0)
     throw std::invalid_argument("invalid batching options for model '" + name_ + "'");
   torch::NoGradGuard no_grad;
   module_ = torch::jit::optimize_for_inference(artifact.module);
-  // Warm-up: oneDNN builds its primitives per shape on first use.
+  // Warm-up: oneDNN builds its primitives per shape on first use, and the graph executor profiles
+  // and optimizes the explainer's graph on its first runs.
+  const auto zeros = torch::zeros({1, info_.channels, info_.height, info_.width}, torch::kUInt8);
   for (int64_t b = 1; b <= options_.max_batch_size; b *= 2)
     module_.forward({torch::zeros({b, info_.channels, info_.height, info_.width}, torch::kUInt8)});
+  try {
+    for (int i = 0; i < 2; ++i) explainer_.explain({zeros});
+  } catch (const std::exception& e) {
+    // Predictions need not suffer for a graph autograd cannot differentiate: explain() says why.
+    explainer_error_ = e.what();
+  }
   const int64_t cores = core_count();
   const int64_t instances = options_.instances > 0 ? options_.instances : cores;
   threads_per_instance_ = options_.threads_per_instance > 0 ? options_.threads_per_instance
@@ -87,16 +100,43 @@ torch::Tensor ModelRunner::infer(const torch::Tensor& images, InferTiming* timin
     throw std::invalid_argument("a request of " + std::to_string(images.size(0)) + " images exceeds model '" + name_ +
                                 "''s batching.max_batch_size (" + std::to_string(options_.max_batch_size) +
                                 "): send at most that many per request");
-  std::future<torch::Tensor> result;
+  Request request;
+  request.images = images;
+  request.timing = timing;
+  request.queued_images = images.size(0);
+  auto result = request.result.get_future();
+  enqueue(std::move(request), arrival);
+  return result.get();
+}
+
+Explanation ModelRunner::explain(const ExplainRequest& explanation, InferTiming* timing) {
+  if (!explainer_error_.empty())
+    throw std::runtime_error("model '" + name_ + "' cannot be explained: " + explainer_error_.substr(0, 300));
+  explainer_.check(explanation);
+  const int64_t images = explain_batch_images(explanation);
+  if (images > options_.max_queue_images)
+    throw std::invalid_argument("an explanation of " + std::to_string(images) + " images exceeds model '" + name_ +
+                                "''s batching.max_queue_images (" + std::to_string(options_.max_queue_images) +
+                                "): ask for fewer steps");
+  Request request;
+  request.timing = timing;
+  request.queued_images = images;
+  request.explanation = explanation;
+  auto result = request.explained.get_future();
+  enqueue(std::move(request), nullptr);
+  return result.get();
+}
+
+void ModelRunner::enqueue(Request request, Arrival* arrival) {
   bool wake_idle = false, batch_ready = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (!accepting_) throw Unavailable("model '" + name_ + "' is shutting down");
-    if (queued_images_ + images.size(0) > options_.max_queue_images)
+    if (queued_images_ + request.queued_images > options_.max_queue_images)
       throw Unavailable("model '" + name_ + "' queue is full");
-    queue_.push_back({images, {}, Clock::now(), timing});
-    result = queue_.back().result.get_future();
-    queued_images_ += images.size(0);
+    request.enqueued = Clock::now();
+    queued_images_ += request.queued_images;
+    queue_.push_back(std::move(request));
     if (arrival && arrival->pending_) {
       arrival->pending_ = false;
       --arriving_;
@@ -108,7 +148,6 @@ torch::Tensor ModelRunner::infer(const torch::Tensor& images, InferTiming* timin
   }
   if (wake_idle) idle_.notify_one();
   if (batch_ready) batch_ready_.notify_one();
-  return result.get();
 }
 
 void ModelRunner::worker_loop() {
@@ -122,16 +161,21 @@ void ModelRunner::worker_loop() {
     idle_.wait(lock, [&] { return !gathering_ && (stopping_ || !queue_.empty()); });
     if (queue_.empty()) return;  // stopping and drained
     gathering_ = true;
-    // Wait for announced requests until the batch is full or the oldest request's delay is used up.
-    const auto deadline = queue_.front().enqueued + max_delay;
-    batch_ready_.wait_until(lock, deadline, [&] {
-      return stopping_ || queued_images_ >= options_.max_batch_size || arriving_ == 0;
-    });
+    // An explanation runs alone; inference waits for announced requests until the batch is full
+    // or the oldest request's delay is used up, and stops at an explanation.
+    const bool explanation = queue_.front().explanation.has_value();
+    if (!explanation) {
+      const auto deadline = queue_.front().enqueued + max_delay;
+      batch_ready_.wait_until(lock, deadline, [&] {
+        return stopping_ || queued_images_ >= options_.max_batch_size || arriving_ == 0;
+      });
+    }
     std::vector<Request> batch;
     int64_t images = 0;
     while (!queue_.empty() &&
-           (batch.empty() || images + queue_.front().images.size(0) <= options_.max_batch_size)) {
-      images += queue_.front().images.size(0);
+           (batch.empty() || (!explanation && !queue_.front().explanation &&
+                              images + queue_.front().queued_images <= options_.max_batch_size))) {
+      images += queue_.front().queued_images;
       batch.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
@@ -140,7 +184,8 @@ void ModelRunner::worker_loop() {
     if (stopping_) idle_.notify_all();             // let the others drain and exit
     else if (!queue_.empty()) idle_.notify_one();  // the rest is the next batch
     lock.unlock();
-    run_batch(batch);
+    if (explanation) run_explanation(batch[0]);
+    else run_batch(batch);
     lock.lock();
   }
 }
@@ -212,6 +257,19 @@ void ModelRunner::run_batch(std::vector<Request>& batch) {
     const auto failed = Clock::now();
     std::lock_guard<std::mutex> lock(mutex_);
     for (const auto& r : batch) stats_.fail.count++, stats_.fail.ns += ns(failed - r.enqueued);
+  }
+}
+
+void ModelRunner::run_explanation(Request& job) {
+  const auto start = Clock::now();
+  try {
+    Explanation explanation = explainer_.explain(*job.explanation);
+    if (job.timing)
+      *job.timing = {std::chrono::duration<double, std::micro>(start - job.enqueued).count(),
+                     std::chrono::duration<double, std::micro>(Clock::now() - start).count(), job.queued_images};
+    job.explained.set_value(std::move(explanation));
+  } catch (...) {
+    job.explained.set_exception(std::current_exception());
   }
 }
 

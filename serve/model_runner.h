@@ -8,12 +8,14 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "artifact.h"
+#include "explainer.h"
 
 namespace maas {
 
@@ -60,12 +62,15 @@ struct RunnerStats {
   std::map<int64_t, BatchSizeStats> batches;  // by batch size in images
 };
 
-// Owns one artifact (optimized for inference at construction) and its worker threads.
-// Thread-safe: infer() may be called from any number of threads.
+// Owns one artifact (optimized for inference at construction), its explainer (a clone of the
+// artifact taken before optimizing, since gradients need the unfrozen graph) and its worker threads.
+// Thread-safe: infer() and explain() may be called from any number of threads.
 class ModelRunner {
  public:
-  // Freezes and optimizes the module, warms it up at every batch size up to max_batch_size's
-  // power of two, then starts the workers. Throws std::invalid_argument for bad options.
+  // Clones the module for explanations, freezes and optimizes it for inference, warms it up at
+  // every batch size up to max_batch_size's power of two and the explainer at its default steps
+  // (a failure there only disables explain()), then starts the workers. Throws
+  // std::invalid_argument for bad options.
   ModelRunner(std::string name, int64_t version, Artifact artifact, BatchingOptions options);
   // Finishes queued requests, then joins the workers.
   ~ModelRunner();
@@ -96,6 +101,15 @@ class ModelRunner {
   // Unavailable when the queue is full or the runner stops (retry later).
   torch::Tensor infer(const torch::Tensor& images, InferTiming* timing = nullptr, Arrival* arrival = nullptr);
 
+  // Explains one image on a worker thread, shared with inference: the job waits in the same queue
+  // and counts explain_batch_images(request) images against max_queue_images, but runs alone (its
+  // forward and backward are not batched with other requests). Blocks until done; fills `timing`
+  // if given (batch_images = the job's images). Throws std::invalid_argument for what
+  // Explainer::check() refuses and for a job of more images than max_queue_images (it could never
+  // be queued), Unavailable when the queue is full or the runner stops, std::runtime_error when
+  // the model's graph could not be differentiated at warm-up (predictions still work).
+  Explanation explain(const ExplainRequest& request, InferTiming* timing = nullptr);
+
   // Stops accepting requests; queued ones still finish.
   void stop_accepting();
 
@@ -110,20 +124,29 @@ class ModelRunner {
 
  private:
   void withdraw(Arrival& arrival);
+  // An inference request (images, result) or an explanation job (explanation, explained).
   struct Request {
     torch::Tensor images;
     std::promise<torch::Tensor> result;
     std::chrono::steady_clock::time_point enqueued;
-    InferTiming* timing;
+    InferTiming* timing = nullptr;
+    int64_t queued_images = 0;  // what it counts against max_queue_images
+    std::optional<ExplainRequest> explanation;
+    std::promise<Explanation> explained;
   };
+  // Queues `request` and wakes whom it concerns; consumes `arrival`. Throws Unavailable.
+  void enqueue(Request request, Arrival* arrival);
   void worker_loop();
   void run_batch(std::vector<Request>& batch);
+  void run_explanation(Request& job);
 
   const std::string name_;
   const int64_t version_;
   const ArtifactInfo info_;
   const BatchingOptions options_;
   torch::jit::Module module_;
+  Explainer explainer_;
+  std::string explainer_error_;  // why the explainer's warm-up failed ("" = it works)
   int64_t threads_per_instance_ = 1;
 
   mutable std::mutex mutex_;

@@ -3,8 +3,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
+
+#include "image.h"
 
 namespace maas {
 namespace {
@@ -258,7 +262,11 @@ std::string write_model_metadata(const std::string& name, const std::vector<int6
                             {"parameters", {{"accepted_datatypes", {"UINT8", "FP32"}}, {"range", {0, 255}}}}}}},
                {"outputs", {{{"name", "logits"}, {"datatype", "FP32"}, {"shape", {-1, classes}}},
                             {{"name", "probabilities"}, {"datatype", "FP32"}, {"shape", {-1, classes}}}}},
-               {"parameters", {{"classes", info.classes}, {"model", info.model_name}, {"tta", info.tta}}}});
+               {"parameters", {{"classes", info.classes},
+                               {"model", info.model_name},
+                               {"tta", info.tta},
+                               // parsed when the artifact was loaded
+                               {"metadata", info.metadata_json.empty() ? json() : json::parse(info.metadata_json)}}}});
 }
 
 std::string write_model_config(const std::string& name, const ArtifactInfo& info, const BatchingOptions& b,
@@ -318,6 +326,119 @@ std::string write_topk_json(const torch::Tensor& logits, const std::vector<std::
   for (int64_t i = 0; i < std::get<0>(top).size(0); ++i)
     out[classes.at(static_cast<size_t>(std::get<1>(top)[i].item<int64_t>()))] = std::get<0>(top)[i].item<float>();
   return out.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
+int64_t parse_positive_integer(const std::string& what, const std::string& v, int64_t max) {
+  if (v.empty() || v.size() > 12 || v.find_first_not_of("0123456789") != std::string::npos || std::stoll(v) < 1 ||
+      std::stoll(v) > max)
+    bad(what + " must be an integer in 1.." + std::to_string(max));
+  return std::stoll(v);
+}
+
+namespace {
+
+// Client text inside an error message: at most 64 bytes, control characters as '?' (a NUL would
+// end the exception's message; dump() replaces invalid UTF-8).
+std::string quoted(const std::string& text) {
+  std::string shown = text.size() > 64 ? text.substr(0, 64) + "..." : text;
+  for (char& c : shown)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  return "'" + shown + "'";
+}
+
+}  // namespace
+
+ExplainQuery parse_explain_query(const std::multimap<std::string, std::string>& params,
+                                 const std::vector<std::string>& classes, int64_t max_steps) {
+  static const std::vector<std::string> known = {"target", "method", "steps", "baseline", "format"};
+  for (const auto& [key, value] : params) {
+    if (std::find(known.begin(), known.end(), key) == known.end())
+      bad("unknown query parameter " + quoted(key) + " (known: target, method, steps, baseline, format)");
+    if (params.count(key) > 1) bad("query parameter '" + key + "' is given more than once");
+  }
+  const auto param = [&](const std::string& key) -> std::optional<std::string> {
+    const auto it = params.find(key);
+    return it == params.end() ? std::nullopt : std::optional<std::string>(it->second);
+  };
+  ExplainQuery q;
+  if (const auto method = param("method")) {
+    if (*method == "integrated_gradients") q.request.method = ExplainMethod::kIntegratedGradients;
+    else if (*method == "gradient") q.request.method = ExplainMethod::kGradientTimesInput;
+    else bad("method " + quoted(*method) + " unknown (integrated_gradients or gradient)");
+  }
+  const bool integrated = q.request.method == ExplainMethod::kIntegratedGradients;
+  if (const auto target = param("target")) {
+    const int64_t n = static_cast<int64_t>(classes.size());
+    const auto label = std::find(classes.begin(), classes.end(), *target);
+    if (label != classes.end()) q.request.target = label - classes.begin();
+    else if (!target->empty() && target->size() <= 9 && target->find_first_not_of("0123456789") == std::string::npos &&
+             std::stoll(*target) < n)
+      q.request.target = std::stoll(*target);
+    else bad("target " + quoted(*target) + " is neither a class index in 0.." + std::to_string(n - 1) + " nor a label");
+  }
+  if (const auto steps = param("steps")) {
+    if (!integrated) bad("steps is a parameter of method=integrated_gradients");
+    q.request.steps = parse_positive_integer("steps", *steps, max_steps);
+  }
+  if (const auto baseline = param("baseline")) {
+    if (!integrated) bad("baseline is a parameter of method=integrated_gradients");
+    size_t used = 0;
+    double value = -1;
+    try {
+      value = baseline->size() <= 32 ? std::stod(*baseline, &used) : -1;
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != baseline->size() || !(value >= 0 && value <= 255))
+      bad("baseline must be a pixel value in 0..255 (the uniform baseline image; 0 = black)");
+    q.request.baseline = value;
+  }
+  if (const auto format = param("format")) {
+    if (*format != "json" && *format != "png") bad("format " + quoted(*format) + " unknown (json or png)");
+    q.png = *format == "png";
+  }
+  return q;
+}
+
+std::string write_explanation_json(const std::string& model, int64_t version, const ExplainRequest& request,
+                                   const Explanation& e) {
+  const auto a = e.attribution.to(torch::kFloat32).contiguous();
+  const auto values = a.accessor<float, 3>();
+  json attribution = json::array();
+  for (int64_t c = 0; c < a.size(0); ++c) {
+    json rows = json::array();
+    for (int64_t y = 0; y < a.size(1); ++y) {
+      std::vector<float> row(a.size(2));
+      for (int64_t x = 0; x < a.size(2); ++x) row[x] = values[c][y][x];
+      rows.push_back(std::move(row));
+    }
+    attribution.push_back(std::move(rows));
+  }
+  json parameters = json::object();
+  json completeness = nullptr;
+  if (e.completeness) {
+    parameters = {{"steps", request.steps}, {"baseline", request.baseline}, {"rule", "riemann_midpoint"}};
+    const Completeness& c = *e.completeness;
+    const auto relative = c.relative_error();
+    completeness = {{"attribution_sum", c.attribution_sum},
+                    {"logit_input", c.logit_input},
+                    {"logit_baseline", c.logit_baseline},
+                    {"delta", c.delta()},
+                    {"relative_error", relative ? json(*relative) : json(nullptr)}};
+  }
+  return dump({{"model_name", model},
+               {"model_version", std::to_string(version)},
+               {"method", method_name(request.method)},
+               {"parameters", parameters},
+               {"target", e.target},
+               {"label", e.label},
+               {"probability", e.probability},
+               {"completeness", completeness},
+               {"attribution", attribution}});
+}
+
+std::string write_explanation_png(const torch::Tensor& image, const Explanation& explanation) {
+  return encode_png(heatmap_overlay(image[0], explanation.attribution));
 }
 
 }  // namespace maas

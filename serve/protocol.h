@@ -5,8 +5,10 @@
 #include <torch/torch.h>
 
 #include "artifact.h"
+#include "explainer.h"
 #include "model_runner.h"
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -47,7 +49,9 @@ struct InferResponse {
 InferResponse write_infer_response(const InferRequest& request, const std::string& model, int64_t version,
                                    const torch::Tensor& logits, const std::vector<std::string>& classes);
 
-// GET /v2/models/{m}: the v2 model metadata.
+// GET /v2/models/{m}: the v2 model metadata; parameters.metadata is the artifact's metadata.json
+// (architecture, parameters, MACs, training config and accuracy, creation date, format: the
+// web page's model card).
 std::string write_model_metadata(const std::string& name, const std::vector<int64_t>& versions,
                                  const ArtifactInfo& info);
 // GET /v2/models/{m}/config: Triton's model configuration (max_batch_size, dynamic batching).
@@ -64,5 +68,34 @@ std::string write_statistics(const std::vector<VersionStats>& models);
 
 // {"label": probability, ...} of the k most probable classes of one image's logits [1, classes].
 std::string write_topk_json(const torch::Tensor& logits, const std::vector<std::string>& classes, int64_t k);
+
+// An integer query parameter or header value `what` = `value` in 1..max; throws
+// std::invalid_argument "<what> must be an integer in 1..<max>" otherwise.
+int64_t parse_positive_integer(const std::string& what, const std::string& value, int64_t max);
+
+// What POST /explanations asks, from its query parameters: everything of an ExplainRequest but
+// the image, and the answer's format.
+struct ExplainQuery {
+  ExplainRequest request;  // image left empty
+  bool png = false;        // format=png: a heatmap image instead of JSON
+};
+
+// Parses /explanations' query parameters (`params` as httplib gives them): target (a class index
+// or a label of `classes`; default: the predicted class), method (integrated_gradients, the
+// default, or gradient), steps (1..max_steps, default kDefaultExplainSteps; integrated gradients
+// only), baseline (pixel value 0..255, default 0; integrated gradients only), format (json or png).
+// Throws std::invalid_argument naming the parameter for an unknown, repeated or invalid one
+// (client text is quoted at most 64 bytes long).
+ExplainQuery parse_explain_query(const std::multimap<std::string, std::string>& params,
+                                 const std::vector<std::string>& classes, int64_t max_steps);
+
+// The JSON answer: model, model_version, target, label, probability, method, parameters (steps,
+// baseline, rule), completeness (integrated gradients), attribution ([C][H][W] nested lists).
+std::string write_explanation_json(const std::string& model, int64_t version, const ExplainRequest& request,
+                                   const Explanation& explanation);
+
+// The format=png answer: heatmap_overlay() (explainer.h) of `image` (uint8 [1, C, H, W], the
+// resized input) and the attribution, as PNG bytes.
+std::string write_explanation_png(const torch::Tensor& image, const Explanation& explanation);
 
 }  // namespace maas

@@ -46,6 +46,13 @@ std::vector<ConfigField> fields_of(ServeOptions& o) {
       {"batching.instances", &o.batching.instances, at_least(&o.batching.instances, 0)},
       {"batching.threads_per_instance", &o.batching.threads_per_instance,
        at_least(&o.batching.threads_per_instance, 0)},
+      // An explanation of max_steps runs max_steps + 2 images and must fit in the queue.
+      {"explain.max_steps", &o.explain.max_steps,
+       [&o]() -> std::string {
+         return o.explain.max_steps >= 1 && o.explain.max_steps + 2 <= o.batching.max_queue_images
+                    ? ""
+                    : "must be in 1..batching.max_queue_images - 2";
+       }},
   };
 }
 

@@ -9,6 +9,13 @@
 
 namespace maas {
 
+// POST /explanations (explainer.h).
+struct ExplainOptions {
+  // Integrated gradients' steps per explanation at most; beyond: 400. Each step is an image of
+  // forward and backward in the job's one batch (see ModelRunner::explain for its queue cost).
+  int64_t max_steps = 128;
+};
+
 struct ServeOptions {
   std::string host = "127.0.0.1";  // loopback only unless asked otherwise
   int64_t port = 8000;             // 0 = any free port
@@ -27,9 +34,10 @@ struct ServeOptions {
   std::string admin_token;         // "" = model control endpoints off; else Bearer token they require
   bool access_log = false;         // one line per request on stderr
   BatchingOptions batching;        // per model (see model_runner.h)
+  ExplainOptions explain;
 };
 
-// The fields of ServeOptions under their YAML keys (server.*, batching.*).
+// The fields of ServeOptions under their YAML keys (server.*, batching.*, explain.*).
 std::vector<ConfigField> fields_of(ServeOptions& options);
 
 // Defaults, then the YAML file (if `path` is not empty), then "key=value" overrides.

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "artifact.h"
+#include "explainer.h"
 #include "files.h"
 #include "http_server.h"
 #include "http_test_util.h"
@@ -301,6 +302,9 @@ TEST_F(HttpTest, MetricsPassPromtool) {
   auto c = client();
   ASSERT_EQ(infer(uint8_request(torch::zeros({1, 3, 32, 32}, torch::kUInt8)))->status, 200);
   EXPECT_EQ(infer(uint8_request(torch::zeros({1, 3, 28, 28}, torch::kUInt8)))->status, 400);
+  const std::string png = encode_png(torch::zeros({3, 32, 32}, torch::kUInt8));
+  ASSERT_EQ(c.Post("/explanations/cifar10", png, "image/png")->status, 200);
+  EXPECT_EQ(c.Post("/explanations/cifar10?steps=0", png, "image/png")->status, 400);
   const std::string metrics = c.Get("/metrics")->body;
   testing::write_bytes(repo_.file("metrics.txt"), metrics);
   EXPECT_EQ(std::system(("promtool check metrics < " + repo_.file("metrics.txt") + " >&2").c_str()), 0) << metrics;
@@ -510,11 +514,21 @@ TEST_F(HttpTest, AccessLogWritesOneLinePerRequest) {
   EXPECT_NE(log.find("GET /v2/models/nope 404 "), std::string::npos) << log;
 }
 
-// The web page in Debian's headless Chromium (driven by playwright-core): upload an image, and
-// the page shows the same top class as the API.
-TEST_F(HttpTest, WebPageShowsTheTopClassInChromium) {
+// The web page in Debian's headless Chromium (driven by playwright-core): the model card shows
+// the artifact's metadata; an upload shows the preview, the same top class as the API and a
+// heatmap, and clicking another class changes the heatmap.
+TEST_F(HttpTest, WebPageShowsTheModelCardTopClassesAndHeatmapsInChromium) {
   const std::string web = std::string(MAAS_SOURCE_DIR) + "/tests/web";
   if (const std::string missing = testing::missing_browser_tools(); !missing.empty()) GTEST_SKIP() << missing;
+  // The metadata keys maas-export writes (export/exporter.cpp), with recognisable values.
+  const json card = {{"created", "2026-11-29T14:00:00Z"},
+                     {"maas_version", "0.1.0"},
+                     {"dataset", "cifar10"},
+                     {"model", {{"widths", {32, 64, 128}}, {"parameters", 1234567}, {"macs_per_image", 12500000},
+                                {"weights", "int8"}, {"frozen", false}}},
+                     {"training", {{"config", {{"train", {{"epochs", 10}}}}}, {"checkpoint", "best.pt"},
+                                   {"epoch", 9}, {"final_test_acc", 0.8012}, {"best_test_acc", 0.8123}}}};
+  testing::write_bytes(repo_.file("cifar10/1/model.pt"), testing::random_cnn_artifact(1, kClasses, card.dump()));
   start();
   TempDir dir;
   torch::manual_seed(3);
@@ -523,9 +537,216 @@ TEST_F(HttpTest, WebPageShowsTheTopClassInChromium) {
   const auto api = client().Post("/predictions/cifar10", png, "image/png");
   ASSERT_EQ(api->status, 200);
   const std::string expected = nlohmann::ordered_json::parse(api->body).begin().key();
+  // What each card field must show (page_test.mjs checks that the field's text contains it).
+  const json fields = {{"architecture", "cnn (widths 32, 64, 128)"},
+                       {"parameters", "1,234,567"},
+                       {"macs", "12.5 M"},
+                       {"accuracy", "best 81.23%, final 80.12%"},
+                       {"classes", "10: airplane, automobile"},
+                       {"created", "2026-11-29T14:00:00Z"},
+                       {"format", "format 2, maas 0.1.0, TTA none"},
+                       {"weights", "int8"},
+                       {"training", "epoch 9, best.pt"}};
+  testing::write_bytes(dir.file("card.json"), fields.dump());
   const std::string command = "node " + web + "/page_test.mjs http://127.0.0.1:" + std::to_string(port_) + "/ " +
-                              dir.file("upload.png") + " '" + expected + "'";
+                              dir.file("upload.png") + " '" + expected + "' " + dir.file("card.json");
   EXPECT_EQ(std::system(command.c_str()), 0) << command;
+}
+
+// Integrated gradients as the in-process explainer computes them, for a target given by index
+// or label, by POST or PUT; by default for the predicted class; gradient x input; multipart.
+TEST_F(HttpTest, ExplanationsAnswerWhatTheExplainerComputes) {
+  start();
+  torch::manual_seed(4);
+  const auto pixels = torch::randint(0, 256, {1, 3, 32, 32}, torch::kUInt8);
+  const std::string png = encode_png(pixels[0]);
+  const Artifact artifact = load_artifact(repo_.file("cifar10/1/model.pt"));
+  const Explainer reference(artifact.module, artifact.info);
+  const Explanation expected = reference.explain({pixels, 3});
+  const double tolerance = 1e-3 * expected.attribution.abs().max().item<double>();
+  auto c = client();
+  for (const bool put : {false, true}) {
+    auto res = put ? c.Put("/explanations/cifar10/1?target=cat", png, "image/png")
+                   : c.Post("/explanations/cifar10?target=3", png, "image/png");
+    ASSERT_EQ(res->status, 200) << res->body;
+    const auto body = json::parse(res->body);
+    EXPECT_EQ(body["model_name"], "cifar10");
+    EXPECT_EQ(body["model_version"], "1");
+    EXPECT_EQ(body["method"], "integrated_gradients");
+    EXPECT_EQ(body["parameters"], json({{"steps", 16}, {"baseline", 0.0}, {"rule", "riemann_midpoint"}}));
+    EXPECT_EQ(body["target"], 3);
+    EXPECT_EQ(body["label"], "cat");
+    EXPECT_NEAR(body["probability"].get<double>(), expected.probability, 1e-4);
+    const auto& a = body["attribution"];
+    ASSERT_EQ(a.size(), 3u);
+    ASSERT_EQ(a[0].size(), 32u);
+    ASSERT_EQ(a[0][0].size(), 32u);
+    const auto got = torch::tensor(a.get<std::vector<std::vector<std::vector<float>>>>()[0][0]);
+    EXPECT_LE((got - expected.attribution[0][0]).abs().max().item<double>(), tolerance);
+    const auto& completeness = body["completeness"];
+    EXPECT_NEAR(completeness["attribution_sum"].get<double>(), expected.completeness->attribution_sum, 32 * 32 * 3 * tolerance);
+    EXPECT_NEAR(completeness["delta"].get<double>(),
+                completeness["attribution_sum"].get<double>() -
+                    (completeness["logit_input"].get<double>() - completeness["logit_baseline"].get<double>()),
+                1e-6);
+    EXPECT_TRUE(completeness["relative_error"].is_number());
+  }
+  const std::string top = nlohmann::ordered_json::parse(c.Post("/predictions/cifar10", png, "image/png")->body).begin().key();
+  EXPECT_EQ(json::parse(c.Post("/explanations/cifar10", png, "image/png")->body)["label"], top);
+
+  const auto gradient = json::parse(c.Post("/explanations/cifar10?method=gradient&target=3", png, "image/png")->body);
+  EXPECT_EQ(gradient["method"], "gradient");
+  EXPECT_EQ(gradient["parameters"], json::object());
+  EXPECT_TRUE(gradient["completeness"].is_null());
+  const Explanation times_input = reference.explain({pixels, 3, ExplainMethod::kGradientTimesInput});
+  const auto got = torch::tensor(gradient["attribution"].get<std::vector<std::vector<std::vector<float>>>>()[2][31]);
+  EXPECT_LE((got - times_input.attribution[2][31]).abs().max().item<double>(),
+            1e-3 * times_input.attribution.abs().max().item<double>());
+
+  // curl --data-binary labels the bytes a form: httplib's parameters from it are no query.
+  ASSERT_LT(png.size(), 8192u);  // httplib's limit for form bodies
+  auto labelled_form = c.Post("/explanations/cifar10?target=3", png, "application/x-www-form-urlencoded");
+  ASSERT_EQ(labelled_form->status, 200) << labelled_form->body;
+
+  httplib::MultipartFormDataItems form = {{"file", png, "x.png", "image/png"}};
+  auto multipart = c.Post("/explanations/cifar10?target=3&steps=4&baseline=255", form);
+  ASSERT_EQ(multipart->status, 200) << multipart->body;
+  const auto white = json::parse(multipart->body);
+  EXPECT_EQ(white["parameters"]["steps"], 4);
+  EXPECT_EQ(white["parameters"]["baseline"], 255.0);
+  const auto white_logits =
+      reference_logits(repo_.file("cifar10/1/model.pt"), torch::full({1, 3, 32, 32}, 255, torch::kUInt8));
+  EXPECT_NEAR(white["completeness"]["logit_baseline"].get<double>(), white_logits[0][3].item<double>(), 1e-3);
+}
+
+// format=png: the heatmap over the input enlarged 8x, as a PNG.
+TEST_F(HttpTest, ExplanationPngIsAHeatmapOfTheEnlargedInput) {
+  start();
+  torch::manual_seed(5);
+  const auto pixels = torch::randint(0, 256, {3, 32, 32}, torch::kUInt8);
+  auto res = client().Put("/explanations/cifar10?format=png", encode_png(pixels), "image/png");
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(res->get_header_value("Content-Type"), "image/png");
+  // The IHDR chunk: width and height, big-endian, at bytes 16 and 20.
+  ASSERT_GT(res->body.size(), 24u);
+  const auto be32 = [&](size_t at) {
+    uint32_t v = 0;
+    for (size_t i = 0; i < 4; ++i) v = v << 8 | static_cast<uint8_t>(res->body[at + i]);
+    return v;
+  };
+  EXPECT_EQ(be32(16), 256u);
+  EXPECT_EQ(be32(20), 256u);
+  const auto heat = decode_image(res->body, 3, 256, 256)[0];
+  const auto enlarged = pixels.repeat_interleave(8, 1).repeat_interleave(8, 2);
+  const double changed = heat.ne(enlarged).any(0).to(torch::kFloat64).mean().item<double>();
+  EXPECT_GT(changed, 0.01);  // coloured where the attribution is
+  EXPECT_LT(changed, 1.0);   // the image shows through where it is weak
+}
+
+TEST_F(HttpTest, ExplanationErrorsGetTheRightStatusAndCountApartFromInference) {
+  options_.explain.max_steps = 32;
+  start();
+  auto c = client();
+  const std::string png = encode_png(torch::zeros({3, 32, 32}, torch::kUInt8));
+  auto expect = [&](const httplib::Result& res, int status, const std::string& fragment) {
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, status) << res->body;
+    const auto body = json::parse(res->body);
+    EXPECT_NE(body["error"].get<std::string>().find(fragment), std::string::npos) << body;
+  };
+  expect(c.Post("/explanations/nope", png, "image/png"), 404, "unknown model");
+  expect(c.Post("/explanations/cifar10/7", png, "image/png"), 404, "no version 7");
+  expect(c.Post("/explanations/cifar10", "not an image", "image/png"), 400, "cannot decode image");
+  expect(c.Post("/explanations/cifar10", "", "image/png"), 400, "empty");
+  httplib::MultipartFormDataItems wrong_field = {{"picture", png, "x.png", "image/png"}};
+  expect(c.Post("/explanations/cifar10", wrong_field), 400, "'data' or 'file'");
+  expect(c.Post("/explanations/cifar10?target=unicorn", png, "image/png"), 400, "target 'unicorn'");
+  expect(c.Post("/explanations/cifar10?target=10", png, "image/png"), 400, "class index in 0..9");
+  expect(c.Post("/explanations/cifar10?steps=33", png, "image/png"), 400, "steps must be an integer in 1..32");
+  expect(c.Post("/explanations/cifar10?steps=0", png, "image/png"), 400, "steps");
+  expect(c.Post("/explanations/cifar10?baseline=-1", png, "image/png"), 400, "baseline");
+  expect(c.Post("/explanations/cifar10?method=lime", png, "image/png"), 400, "method 'lime' unknown");
+  expect(c.Post("/explanations/cifar10?format=gif", png, "image/png"), 400, "format 'gif' unknown");
+  expect(c.Post("/explanations/cifar10?topk=5", png, "image/png"), 400, "unknown query parameter 'topk'");
+  expect(c.Get("/explanations/cifar10"), 405, "not allowed");
+  // Client bytes come back JSON-escaped, invalid UTF-8 replaced: the body parses.
+  auto hostile = c.Post("/explanations/cifar10?target=%FF%00%22%3Cscript%3E", png, "image/png");
+  expect(hostile, 400, "<script>");
+  EXPECT_EQ(hostile->body.find('\xff'), std::string::npos);
+  EXPECT_EQ(c.Post("/explanations/cifar10?steps=32", png, "image/png")->status, 200);
+
+  const std::string metrics = c.Get("/metrics")->body;
+  EXPECT_NE(metrics.find("maas_explanations_total{model=\"cifar10\",outcome=\"client_error\"} 12"), std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("maas_explanations_total{model=\"cifar10\",outcome=\"success\"} 1"), std::string::npos);
+  EXPECT_NE(metrics.find("maas_explanation_seconds_count{model=\"cifar10\"} 13"), std::string::npos) << metrics;
+  EXPECT_EQ(metrics.find("maas_requests_total{model=\"cifar10\""), std::string::npos);  // no inference counted
+  EXPECT_EQ(json::parse(c.Get("/v2/models/cifar10/stats")->body)["model_stats"][0]["inference_count"], 0);
+
+  repository_->stop_accepting();
+  auto unavailable = c.Post("/explanations/cifar10", png, "image/png");
+  expect(unavailable, 503, "shutting down");
+  EXPECT_EQ(unavailable->get_header_value("Retry-After"), "1");
+}
+
+// Explanations share the workers and queue with inference: under a load of predictions both
+// answer right, and inference statistics count only the predictions.
+TEST_F(HttpTest, ExplanationsUnderInferenceLoadAnswerRightAndLeavePredictionsAlone) {
+  options_.batching.instances = 2;
+  start();
+  const Artifact artifact = load_artifact(repo_.file("cifar10/1/model.pt"));
+  const Explainer reference(artifact.module, artifact.info);
+  constexpr int kClients = 4, kRequests = 16, kExplanations = 4;
+  std::vector<torch::Tensor> inputs;
+  for (int i = 0; i < kClients * kRequests; ++i) inputs.push_back(torch::randint(0, 256, {1, 3, 32, 32}, torch::kUInt8));
+  const auto expected = reference_logits(repo_.file("cifar10/1/model.pt"), torch::cat(inputs));
+  std::vector<std::string> images;
+  std::vector<Explanation> explained;
+  for (int i = 0; i < kExplanations; ++i) {
+    const auto pixels = torch::randint(0, 256, {1, 3, 32, 32}, torch::kUInt8);
+    images.push_back(encode_png(pixels[0]));
+    explained.push_back(reference.explain({pixels, i}));
+  }
+  std::atomic<int> wrong{0}, failed{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < kClients; ++t) {
+    clients.emplace_back([&, t] {
+      for (int r = 0; r < kRequests; ++r) {
+        const int i = t * kRequests + r;
+        auto res = infer(uint8_request(inputs[i]));
+        if (!res || res->status != 200) {
+          ++failed;
+          continue;
+        }
+        const auto got = floats_of(json::parse(res->body)["outputs"][0]["data"]);
+        for (int k = 0; k < 10; ++k)
+          if (std::abs(got[k] - expected[i][k].item<float>()) > 1e-4) ++wrong;
+      }
+    });
+  }
+  std::atomic<int> explanations_wrong{0}, explanations_failed{0};
+  clients.emplace_back([&] {
+    for (int i = 0; i < kExplanations; ++i) {
+      auto res = client().Post("/explanations/cifar10?target=" + std::to_string(i), images[i], "image/png");
+      if (!res || res->status != 200) {
+        ++explanations_failed;
+        continue;
+      }
+      const auto body = json::parse(res->body);
+      const auto got = torch::tensor(body["attribution"].get<std::vector<std::vector<std::vector<float>>>>()[1][16]);
+      const auto& e = explained[i];
+      if (body["target"] != i ||
+          (got - e.attribution[1][16]).abs().max().item<double>() > 1e-3 * e.attribution.abs().max().item<double>())
+        ++explanations_wrong;
+    }
+  });
+  for (auto& c : clients) c.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(explanations_failed.load(), 0);
+  EXPECT_EQ(explanations_wrong.load(), 0);
+  const auto stats = json::parse(client().Get("/v2/models/cifar10/stats")->body)["model_stats"][0];
+  EXPECT_EQ(stats["inference_count"], kClients * kRequests);
 }
 
 // The built binary: starts, answers, and exits 0 on SIGTERM.

@@ -36,17 +36,19 @@ TempDir::~TempDir() {
   fs::remove_all(path_, ignored);
 }
 
-std::string random_cnn_artifact(uint64_t seed, const std::vector<std::string>& classes) {
+std::string random_cnn_artifact(uint64_t seed, const std::vector<std::string>& classes,
+                                const std::string& metadata_patch) {
   torch::manual_seed(seed);
   const ModelSpec spec{3, 32, 32, static_cast<int64_t>(classes.size())};
   auto model = make_model("cnn", spec);
   model->eval();
   auto module = build_torchscript(*model, "cnn", spec, {{0.5, 0.5, 0.5}, {0.25, 0.25, 0.25}}, classes,
                                   WeightFormat::kFloat32);
-  const nlohmann::json metadata = {{"format_version", kArtifactFormatVersion},
-                                   {"model", {{"name", "cnn"}}},
-                                   {"input", {{"shape", {-1, 3, 32, 32}}}},
-                                   {"classes", classes}};
+  nlohmann::json metadata = {{"format_version", kArtifactFormatVersion},
+                             {"model", {{"name", "cnn"}}},
+                             {"input", {{"shape", {-1, 3, 32, 32}}}},
+                             {"classes", classes}};
+  if (!metadata_patch.empty()) metadata.merge_patch(nlohmann::json::parse(metadata_patch));
   return artifact_bytes(module, metadata.dump());
 }
 

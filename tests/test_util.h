@@ -41,8 +41,10 @@ class TempDir {
 void write_tiny_cifar(const std::string& dir, int64_t per_file, int64_t test, uint64_t seed = 1);
 
 // A maas artifact (file bytes) of a randomly initialized seed CNN for 3x32x32 images and
-// `classes`: same seed, same weights.
-std::string random_cnn_artifact(uint64_t seed, const std::vector<std::string>& classes);
+// `classes`: same seed, same weights. Its metadata.json holds only the required keys, with
+// `metadata_patch` (a JSON object, RFC 7386 merge patch) applied when given.
+std::string random_cnn_artifact(uint64_t seed, const std::vector<std::string>& classes,
+                                const std::string& metadata_patch = "");
 
 // Runs a shell command; returns its exit status (-1 if it did not exit) and leaves its
 // stdout+stderr in the file `log`.
