@@ -22,7 +22,7 @@ def run(config, processes, limit, root):
         if processes == 1:
             cmd = [binary] + args
         else:
-            cmd = ["/usr/bin/python3", "-m", "torch.distributed.run", "--no_python", "--nproc_per_node", str(processes),
+            cmd = ["/usr/bin/python3", "-m", "torch.distributed.run", "--redirects", "1", "--tee", "1", "--no_python", "--nproc_per_node", str(processes),
                    "--master_port", "29533", binary] + args
         log = subprocess.run(cmd, check=True, capture_output=True, text=True).stderr
         row = list(csv.DictReader(open(out + "/run/metrics.csv")))[-1]
