@@ -70,6 +70,27 @@ class HttpTest : public ::testing::Test {
   httplib::Result infer(const json& body, const std::string& model = "cifar10") const {
     return client().Post(("/v2/models/" + model + "/infer").c_str(), body.dump(), "application/json");
   }
+  // Starts `count` threads; thread t sends inputs[t * requests .. (t + 1) * requests) one by one
+  // and counts answers that fail or whose logits differ from `expected`'s rows by more than 1e-4.
+  void add_prediction_clients(std::vector<std::thread>& clients, const std::vector<torch::Tensor>& inputs,
+                              const torch::Tensor& expected, int count, int requests, std::atomic<int>& wrong,
+                              std::atomic<int>& failed) const {
+    for (int t = 0; t < count; ++t) {
+      clients.emplace_back([&, t, requests] {
+        for (int r = 0; r < requests; ++r) {
+          const int i = t * requests + r;
+          auto res = infer(uint8_request(inputs[i]));
+          if (!res || res->status != 200) {
+            ++failed;
+            continue;
+          }
+          const auto got = floats_of(json::parse(res->body)["outputs"][0]["data"]);
+          for (int k = 0; k < 10; ++k)
+            if (std::abs(got[k] - expected[i][k].item<float>()) > 1e-4) ++wrong;
+        }
+      });
+    }
+  }
   static json uint8_request(const torch::Tensor& images) {
     const auto flat = images.contiguous();
     std::vector<int> data(flat.data_ptr<uint8_t>(), flat.data_ptr<uint8_t>() + flat.numel());
@@ -264,21 +285,7 @@ TEST_F(HttpTest, ConcurrentClientsGetTheirOwnAnswersAndMetricsShowBatches) {
   const auto expected = reference_logits(model_path, torch::cat(inputs));
   std::atomic<int> wrong{0}, failed{0};
   std::vector<std::thread> clients;
-  for (int t = 0; t < kClients; ++t) {
-    clients.emplace_back([&, t] {
-      for (int r = 0; r < kRequests; ++r) {
-        const int i = t * kRequests + r;
-        auto res = infer(uint8_request(inputs[i]));
-        if (!res || res->status != 200) {
-          ++failed;
-          continue;
-        }
-        const auto got = floats_of(json::parse(res->body)["outputs"][0]["data"]);
-        for (int k = 0; k < 10; ++k)
-          if (std::abs(got[k] - expected[i][k].item<float>()) > 1e-4) ++wrong;
-      }
-    });
-  }
+  add_prediction_clients(clients, inputs, expected, kClients, kRequests, wrong, failed);
   for (auto& c : clients) c.join();
   EXPECT_EQ(failed.load(), 0);
   EXPECT_EQ(wrong.load(), 0);
@@ -709,21 +716,7 @@ TEST_F(HttpTest, ExplanationsUnderInferenceLoadAnswerRightAndLeavePredictionsAlo
   }
   std::atomic<int> wrong{0}, failed{0};
   std::vector<std::thread> clients;
-  for (int t = 0; t < kClients; ++t) {
-    clients.emplace_back([&, t] {
-      for (int r = 0; r < kRequests; ++r) {
-        const int i = t * kRequests + r;
-        auto res = infer(uint8_request(inputs[i]));
-        if (!res || res->status != 200) {
-          ++failed;
-          continue;
-        }
-        const auto got = floats_of(json::parse(res->body)["outputs"][0]["data"]);
-        for (int k = 0; k < 10; ++k)
-          if (std::abs(got[k] - expected[i][k].item<float>()) > 1e-4) ++wrong;
-      }
-    });
-  }
+  add_prediction_clients(clients, inputs, expected, kClients, kRequests, wrong, failed);
   std::atomic<int> explanations_wrong{0}, explanations_failed{0};
   clients.emplace_back([&] {
     for (int i = 0; i < kExplanations; ++i) {

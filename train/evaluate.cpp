@@ -1,7 +1,20 @@
 // Evaluation (see evaluate.h).
 #include "evaluate.h"
 
+#include <cmath>
+
 namespace maas {
+
+Evaluation evaluation_from_sums(double loss_sum, std::vector<int64_t> confusion, int64_t images) {
+  const auto classes = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(confusion.size()))));
+  int64_t correct = 0;
+  for (int64_t c = 0; c < classes; ++c) correct += confusion[static_cast<size_t>(c * classes + c)];
+  Evaluation e;
+  e.loss = loss_sum / static_cast<double>(images);
+  e.acc = static_cast<double>(correct) / static_cast<double>(images);
+  e.confusion = std::move(confusion);
+  return e;
+}
 
 Evaluation evaluate(ClassifierImpl& model, const ImageSet& set, const Normalization& normalization,
                     int64_t batch_size, bool channels_last, TtaMode tta) {
@@ -22,13 +35,9 @@ Evaluation evaluate(ClassifierImpl& model, const ImageSet& set, const Normalizat
     confusion.index_add_(0, labels * classes + logits.argmax(1), torch::ones_like(labels));
   }
   model.train(was_training);
-  Evaluation e;
-  e.loss = loss_sum / static_cast<double>(set.size());
-  e.confusion.assign(confusion.data_ptr<int64_t>(), confusion.data_ptr<int64_t>() + confusion.numel());
-  int64_t correct = 0;
-  for (int64_t c = 0; c < classes; ++c) correct += e.confusion[static_cast<size_t>(c * classes + c)];
-  e.acc = static_cast<double>(correct) / static_cast<double>(set.size());
-  return e;
+  return evaluation_from_sums(
+      loss_sum, std::vector<int64_t>(confusion.data_ptr<int64_t>(), confusion.data_ptr<int64_t>() + confusion.numel()),
+      set.size());
 }
 
 }  // namespace maas

@@ -16,6 +16,11 @@ struct Evaluation {
   std::vector<int64_t> confusion;  // classes x classes, row = true class, column = predicted
 };
 
+// The figures of a set of `images` from the summed cross-entropy and the confusion counts
+// (classes x classes, row = true class): what evaluate() returns, and what a data-parallel group
+// gets after adding up its shards' sums.
+Evaluation evaluation_from_sums(double loss_sum, std::vector<int64_t> confusion, int64_t images);
+
 // Runs `model` in eval mode without autograd over `set` in batches of `batch_size` and restores
 // the model's training mode. Deterministic. Requires set.size() > 0.
 Evaluation evaluate(ClassifierImpl& model, const ImageSet& set, const Normalization& normalization,

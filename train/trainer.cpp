@@ -126,14 +126,10 @@ Evaluation evaluate_test_set(ClassifierImpl& model, const ImageSet& set, const N
     sums.slice(0, 1).add_(torch::tensor(local.confusion, torch::kInt64).to(torch::kFloat64));
   }
   group->all_reduce_sum({sums}, "sharded evaluation");
-  Evaluation e;
-  e.loss = sums[0].item<double>() / static_cast<double>(n);
-  const auto counts = sums.slice(0, 1).round().to(torch::kInt64);
-  e.confusion.assign(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + counts.numel());
-  int64_t correct = 0;
-  for (int64_t c = 0; c < classes; ++c) correct += e.confusion[static_cast<size_t>(c * classes + c)];
-  e.acc = static_cast<double>(correct) / static_cast<double>(n);
-  return e;
+  const auto counts = sums.slice(0, 1).round().to(torch::kInt64).contiguous();
+  return evaluation_from_sums(sums[0].item<double>(),
+                              std::vector<int64_t>(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + counts.numel()),
+                              n);
 }
 
 // Every rank's parameters and buffers (the trained weights and, when on, the average) are
