@@ -12,13 +12,20 @@ namespace maas {
 
 using Clock = std::chrono::steady_clock;
 
+torch::jit::Module serving_module(const Artifact& artifact) {
+  torch::jit::Module module = artifact.module;
+  // int8 artifacts run as exported: the quantization passes froze them, and
+  // optimize_for_inference has no rewrite for quantized::* kernels (it would only freeze again).
+  return artifact.info.quantization_engine.empty() ? torch::jit::optimize_for_inference(module) : module;
+}
+
 ModelRunner::ModelRunner(std::string name, int64_t version, Artifact artifact, BatchingOptions options)
     : name_(std::move(name)), version_(version), info_(artifact.info), options_(options) {
   if (options_.max_batch_size < 1 || options_.instances < 0 || options_.max_queue_delay_us < 0 ||
       options_.max_queue_images < options_.max_batch_size || options_.threads_per_instance < 0)
     throw std::invalid_argument("invalid batching options for model '" + name_ + "'");
   torch::NoGradGuard no_grad;
-  module_ = torch::jit::optimize_for_inference(artifact.module);
+  module_ = serving_module(artifact);
   // Warm-up: oneDNN builds its primitives per shape on first use.
   for (int64_t b = 1; b <= options_.max_batch_size; b *= 2)
     module_.forward({torch::zeros({b, info_.channels, info_.height, info_.width}, torch::kUInt8)});
