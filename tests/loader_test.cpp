@@ -153,10 +153,10 @@ TEST(TorchScriptLoader, RealArtifactsLoadAsExportedFrozenAndInt8) {
   auto model = make_model("cnn", spec);
   model->eval();
   const auto float32 = build_torchscript(*model, "cnn", spec, {{0.5, 0.5, 0.5}, {0.25, 0.25, 0.25}}, classes);
-  const auto int8 = quantize_static(float32, torch::randint(0, 256, {32, 3, 32, 32}, torch::kUInt8)).module;
+  auto int8 = quantize_static(float32, torch::randint(0, 256, {32, 3, 32, 32}, torch::kUInt8)).module;
   const std::string int8_bytes = artifact_bytes(int8, valid_metadata());
   EXPECT_NE(int8_bytes.find("Conv2dPackedParamsBase"), std::string::npos);
-  const Artifact loaded = load_artifact_from_bytes(int8_bytes, "int8.pt");
+  Artifact loaded = load_artifact_from_bytes(int8_bytes, "int8.pt");
   EXPECT_TRUE(loaded.module.forward({images}).toTensor().allclose(int8.forward({images}).toTensor(), 1e-5, 1e-5));
   // optimize_for_inference and freeze (the server's passes) work on what the loader returns.
   EXPECT_TRUE(torch::jit::optimize_for_inference(plain.module).forward({images}).toTensor().allclose(expected, 1e-4, 1e-4));

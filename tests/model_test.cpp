@@ -181,7 +181,7 @@ TEST_P(EveryArchitecture, StaticInt8RunsInt8ConvolutionsTheLoaderAccepts) {
   auto module = build_torchscript(*model, GetParam(), spec_, norm_, classes_);
   torch::manual_seed(6);
   const auto calibration = torch::randint(0, 256, {64, 3, 32, 32}, torch::kUInt8);
-  const QuantizedModule int8 = quantize_static(module, calibration);
+  QuantizedModule int8 = quantize_static(module, calibration);
   EXPECT_GE(int8.quantized_convolutions, 3);
   EXPECT_EQ(count_nodes(int8.module, "aten::conv2d") + count_nodes(int8.module, "aten::_convolution"), 0);
   // Saved and loaded: the file holds only what the module uses (not the observers' classes).
