@@ -1,4 +1,5 @@
-// Variants are built in memory from the run's best checkpoint with the same code maas-export uses.
+// Variants are built in memory from the run's best checkpoint with the same code maas-export uses
+// (int8: calibrated on the run's training images, so the run's data set must be at its data.root).
 #include "inference_bench.h"
 
 #include <torch/script.h>
@@ -9,9 +10,12 @@
 #include <ostream>
 
 #include "artifact.h"
-#include "torchscript_builder.h"
 #include "checkpoint.h"
+#include "config.h"
+#include "exporter.h"
 #include "latency.h"
+#include "quantize.h"
+#include "torchscript_builder.h"
 
 namespace maas {
 namespace {
@@ -39,18 +43,19 @@ std::vector<InferenceBenchRow> run_inference_bench(const InferenceBenchOptions& 
   const CheckpointMeta& meta = checkpoint.meta();
   auto trained = checkpoint.load_model();
   trained->eval();
-  auto build = [&](WeightFormat format) {
-    return build_torchscript(*trained, meta.model.name, meta.spec, meta.normalization, meta.classes, format);
+  auto build = [&] {
+    return build_torchscript(*trained, meta.model.name, meta.spec, meta.normalization, meta.classes);
   };
   auto optimized = [](torch::jit::Module m) { return torch::jit::optimize_for_inference(m); };
+  // As maas-export --quantize int8 makes it (the same calibration images), run as maas-serve does.
+  const auto calibration = calibration_images(load_run_dir_config(options.run_dir, {}), ExportOptions{}.calibration_images);
 
   const std::vector<std::pair<std::string, Forward>> variants = {
       {"trained C++ module", [&](const torch::Tensor& x) { return trained->forward(meta.normalization.apply(x)); }},
-      {"TorchScript (exported)", scripted(build(WeightFormat::kFloat32))},
-      {"frozen", scripted(torch::jit::freeze(build(WeightFormat::kFloat32)))},
-      {"frozen + optimize_for_inference", scripted(optimized(torch::jit::freeze(build(WeightFormat::kFloat32))))},
-      {"int8 (as loaded)", scripted(build(WeightFormat::kInt8))},
-      {"int8 + optimize_for_inference", scripted(optimized(torch::jit::freeze(build(WeightFormat::kInt8))))},
+      {"TorchScript (exported)", scripted(build())},
+      {"frozen", scripted(torch::jit::freeze(build()))},
+      {"frozen + optimize_for_inference", scripted(optimized(torch::jit::freeze(build())))},
+      {std::string("int8 static (") + kInt8Engine + ")", scripted(quantize_static(build(), calibration).module)},
   };
 
   out << "| variant | batch | images/s | p50 ms | p99 ms |\n|---|---:|---:|---:|---:|\n" << std::flush;

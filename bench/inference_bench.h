@@ -1,5 +1,5 @@
 // In-process inference benchmark: forward throughput and latency of a run's model in each form
-// maas can deploy it (trained nn::Module, TorchScript, frozen, optimized, int8). No HTTP: the ceiling.
+// maas can deploy it (trained nn::Module, TorchScript, frozen, optimized, static int8). No HTTP: the ceiling.
 #pragma once
 
 #include <iosfwd>

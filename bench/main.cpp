@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "cli.h"
+#include "artifact_bench.h"
 #include "explain_bench.h"
 #include "inference_bench.h"
 #include "load_bench.h"
@@ -13,13 +14,15 @@
 int main(int argc, char** argv) {
   cxxopts::Options options("maas-bench",
                            "Measure maas.\n  maas-bench inference --run DIR   in-process forward speed of a run's model\n"
+                           "  maas-bench artifacts --artifacts A.pt,B.pt [--threads 1,2]   artifacts as served: size, MACs, accuracy, speed\n"
                            "  maas-bench serve --url URL --model NAME [--in-process FILE]   load-test a running maas-serve\n"
                            "  maas-bench explain --image FILE [--in-process FILE] [--url URL --model NAME]   explanation latency");
   options.add_options()
-      ("mode", "inference, serve or explain", cxxopts::value<std::string>())
+      ("mode", "inference, artifacts, serve or explain", cxxopts::value<std::string>())
       ("run", "inference: maas-train run directory (its best.pt)", cxxopts::value<std::string>())
+      ("artifacts", "artifacts: maas artifacts to compare as served", cxxopts::value<std::vector<std::string>>())
       ("batches", "inference: batch sizes", cxxopts::value<std::vector<int64_t>>()->default_value("1,8,32,128"))
-      ("threads", "inference: LibTorch threads (0 = all cores)", cxxopts::value<int64_t>()->default_value("0"))
+      ("threads", "inference: LibTorch threads (0 = all cores); artifacts: thread counts", cxxopts::value<std::vector<int64_t>>())
       ("url", "serve, explain: server address", cxxopts::value<std::string>()->default_value("http://127.0.0.1:8000"))
       ("model", "serve, explain: model name", cxxopts::value<std::string>()->default_value("cifar10"))
       ("in-process", "serve, explain: the served model.pt, also run in-process through the same batcher (the ceiling)", cxxopts::value<std::string>())
@@ -35,7 +38,7 @@ int main(int argc, char** argv) {
     const auto parsed = maas::parse_args(options, argc, argv);
     if (!parsed) return 0;
     const auto& args = *parsed;
-    if (!args.count("mode")) throw maas::UsageError("say what to measure: maas-bench inference|serve ...");
+    if (!args.count("mode")) throw maas::UsageError("say what to measure: maas-bench inference|artifacts|serve|explain ...");
     const std::string mode = args["mode"].as<std::string>();
     const double seconds = args["seconds"].as<double>();
     if (seconds <= 0) throw maas::UsageError("--seconds must be > 0");
@@ -45,10 +48,23 @@ int main(int argc, char** argv) {
       o.run_dir = args["run"].as<std::string>();
       o.batch_sizes = args["batches"].as<std::vector<int64_t>>();
       o.seconds_per_case = seconds;
-      o.threads = args["threads"].as<int64_t>();
+      if (args.count("threads")) {
+        const auto threads = args["threads"].as<std::vector<int64_t>>();
+        if (threads.size() != 1) throw maas::UsageError("inference takes one --threads value");
+        o.threads = threads[0];
+      }
       for (auto b : o.batch_sizes)
         if (b < 1) throw maas::UsageError("batch sizes must be >= 1");
       maas::run_inference_bench(o, std::cout);
+    } else if (mode == "artifacts") {
+      maas::ArtifactBenchOptions o;
+      if (!args.count("artifacts")) throw maas::UsageError("--artifacts A.pt,B.pt,... is required");
+      o.artifacts = args["artifacts"].as<std::vector<std::string>>();
+      if (args.count("threads")) o.threads = args["threads"].as<std::vector<int64_t>>();
+      for (auto t : o.threads)
+        if (t < 1 || t > 256) throw maas::UsageError("thread counts must be in 1..256");
+      o.seconds_per_case = seconds;
+      maas::run_artifact_bench(o, std::cout);
     } else if (mode == "serve") {
       maas::LoadBenchOptions o;
       o.url = args["url"].as<std::string>();
@@ -79,7 +95,7 @@ int main(int argc, char** argv) {
         if (n < 1 || n > 4096) throw maas::UsageError("steps must be in 1..4096");
       maas::run_explain_bench(o, std::cout);
     } else {
-      throw maas::UsageError("unknown mode '" + mode + "' (inference, serve, explain)");
+      throw maas::UsageError("unknown mode '" + mode + "' (inference, artifacts, serve, explain)");
     }
     return 0;
   });

@@ -3,8 +3,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <ATen/Context.h>
+
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 
 #include "files.h"
@@ -30,6 +34,12 @@ ArtifactInfo parse_info(const std::string& json_text, const std::string& origin)
     info.width = shape[3];
     info.classes = j.at("classes").get<std::vector<std::string>>();
     info.tta = j.value("tta", std::string("none"));  // optional: older artifacts have no "tta"
+    if (j.contains("quantization")) {
+      info.quantization_engine = j.at("quantization").at("engine").get<std::string>();
+      if (info.quantization_engine != kInt8Engine)
+        throw ArtifactError(origin + ": int8 artifact for the quantized engine '" + info.quantization_engine +
+                            "', but maas runs int8 on '" + kInt8Engine + "' only; export it again");
+    }
     if (info.classes.empty() || info.channels < 1 || info.height < 1 || info.width < 1)
       throw ArtifactError(origin + ": metadata has no classes or a bad input shape");
   } catch (const nlohmann::json::exception& e) {
@@ -42,6 +52,7 @@ ArtifactInfo parse_info(const std::string& json_text, const std::string& origin)
 Artifact load_from_bytes(const std::string& bytes, const std::string& origin, const TorchScriptLoadOptions& options) {
   torch::jit::ExtraFilesMap extra{{kMetadataFile, ""}};
   Artifact artifact;
+  use_int8_engine();  // before loading: int8 weights are packed for the engine current now
   try {
     artifact.module = load_torchscript(bytes, origin, extra, options);
   } catch (const TorchScriptLoadError& e) {
@@ -55,6 +66,18 @@ Artifact load_from_bytes(const std::string& bytes, const std::string& origin, co
 }
 
 }  // namespace
+
+void use_int8_engine() {
+  static std::once_flag selected;
+  std::call_once(selected, [] {
+    auto& context = at::globalContext();
+    const auto& engines = context.supportedQEngines();
+    if (std::find(engines.begin(), engines.end(), at::QEngine::ONEDNN) == engines.end())
+      throw ArtifactError(std::string("this LibTorch build has no '") + kInt8Engine +
+                          "' quantized engine, which int8 artifacts need");
+    context.setQEngine(at::QEngine::ONEDNN);
+  });
+}
 
 std::string artifact_bytes(const torch::jit::Module& module, const std::string& metadata_json) {
   std::ostringstream bytes;

@@ -36,8 +36,20 @@ struct ArtifactInfo {
   std::vector<std::string> classes;
   std::string tta = "none";   // the test-time augmentation forward averages over (tta.h names);
                               // artifacts written before the "tta" key existed have none
+  std::string quantization_engine;  // int8 artifacts (metadata "quantization"): the quantized engine
+                                    // their kernels were packed for (kInt8Engine); "" for float32
   std::string metadata_json;  // the whole file, for clients that want more
 };
+
+// The quantized engine int8 artifacts are built and run with. Debian's LibTorch has onednn and
+// qnnpack, no fbgemm; qnnpack ran slower than float32 on this x86 machine, onednn ~3x faster.
+constexpr const char* kInt8Engine = "onednn";
+
+// Makes kInt8Engine LibTorch's quantized engine, for the whole process (it is one global
+// setting): an int8 artifact's packed weights are rebuilt for the current engine when it loads,
+// and its kernels run on the current engine. Called before every artifact load and int8 export.
+// Idempotent; thread-safe. Throws ArtifactError when this LibTorch build lacks the engine.
+void use_int8_engine();
 
 struct Artifact {
   torch::jit::Module module;  // in eval mode
@@ -52,7 +64,8 @@ std::string artifact_bytes(const torch::jit::Module& module, const std::string& 
 // Loads and checks an artifact through load_torchscript() (torchscript_loader.h: records vetted
 // before loading, operators checked after, within options.deadline). Throws ArtifactError naming
 // the file when it is missing, not TorchScript, refused by that policy, too slow to load, or
-// lacks valid metadata. Nothing in the file runs before it is accepted.
+// lacks valid metadata, or is int8 for another quantized engine than kInt8Engine. Nothing in the
+// file runs before it is accepted. Calls use_int8_engine() first.
 Artifact load_artifact(const std::string& path, const TorchScriptLoadOptions& options = {});
 
 // Reads an artifact from memory (e.g. a just-saved one) the same way; `origin` names it in errors.

@@ -122,6 +122,9 @@ std::vector<ConfigField> fields_of(RunConfig& c) {
       {"distill.teacher", &c.distill.teacher, any},
       {"distill.temperature", &c.distill.temperature, number_in(&c.distill.temperature, 0, 100, open)},
       {"distill.alpha", &c.distill.alpha, number_in(&c.distill.alpha, 0, 1)},
+      {"prune.from", &c.prune.from, any},
+      {"prune.macs", &c.prune.macs, number_in(&c.prune.macs, 0, 1, open)},
+      {"prune.criterion", &c.prune.criterion, one_of(&c.prune.criterion, {"l1", "bn_scale"})},
       {"distributed.timeout_s", &c.distributed.timeout_s, number_in(&c.distributed.timeout_s, 0, 86400, open),
        may_change},
   };

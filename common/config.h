@@ -108,6 +108,14 @@ struct DistillOptions {
   double alpha = 0.5;        // loss = alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * cross-entropy
 };
 
+// Structured pruning: start from another run's network made narrower, whole channels at a time
+// (train/prune.h); the run then fine-tunes it with the train.* recipe.
+struct PruneOptions {
+  std::string from;               // a maas-train run directory (its best.pt) or checkpoint; "" = off
+  double macs = 0.5;              // keep at most this fraction of the source's multiply-accumulates per image
+  std::string criterion = "l1";   // which channels stay: "l1" (filter L1 norms) or "bn_scale" (|BatchNorm scale|)
+};
+
 // Data-parallel training (several processes launched by torchrun, PyTorchJob or SLURM; README).
 struct DistributedOptions {
   double timeout_s = 120;  // forming the group, and each collective: a rank silent this long is taken as lost
@@ -120,6 +128,7 @@ struct RunConfig {
   TrainOptions train;
   EvalOptions eval;
   DistillOptions distill;
+  PruneOptions prune;
   DistributedOptions distributed;
 };
 

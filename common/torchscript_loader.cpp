@@ -61,8 +61,42 @@ const std::unordered_set<std::string>& allowed_node_kinds() {
       "aten::select", "aten::slice", "aten::cat", "aten::mean", "aten::sum", "aten::amax",
       // test-time augmentation views
       "aten::flip", "aten::reflection_pad2d", "aten::narrow",
+      // int8 artifacts (export/quantize.h): quantize the normalized input, int8 kernels whose
+      // weights are the packed-params objects allowed below, dequantize where float ops follow
+      "aten::quantize_per_tensor", "aten::dequantize", "quantized::conv2d", "quantized::conv2d_relu",
+      "quantized::linear", "quantized::linear_relu", "quantized::add", "quantized::add_relu",
+      "quantized::mul_scalar", "quantized::batch_norm", "quantized::batch_norm_relu",
   };
   return kinds;
+}
+
+// The custom C++ classes (torch.classes.*) an archive may hold: PyTorch's own packed int8 weights
+// of quantized::conv2d and quantized::linear, which int8 artifacts need. Their __setstate__ is
+// LibTorch's C++ code that only rebuilds the packed weights from the pickled tensors (for the
+// current quantized engine); no other custom class is allowed, since a class's native state
+// restoring could do anything. Names as code/ spells them ("." between namespace and class) and
+// as data.pkl's GLOBAL opcode does (a newline). `after_prefix`: the index after "torch.classes".
+bool allowed_custom_class_at(const std::string& text, size_t after_prefix) {
+  for (const char* name : {"Conv2dPackedParamsBase", "LinearPackedParamsBase"}) {
+    for (const char separator : {'.', '\n'}) {
+      const std::string qualified = std::string(".quantized") + separator + name;
+      if (text.compare(after_prefix, qualified.size(), qualified) != 0) continue;
+      const size_t end = after_prefix + qualified.size();
+      // The whole name, not a prefix of a longer one ("...ParamsBaseX")
+      if (end == text.size() || !(std::isalnum(static_cast<unsigned char>(text[end])) || text[end] == '_'))
+        return true;
+    }
+  }
+  return false;
+}
+
+// The first custom class named in `text` that is not allowed, or "" when there is none. Files that
+// hold only data (checkpoints: !allow_methods) may name none at all.
+std::string refused_custom_class(const std::string& text, bool allow_packed_weights) {
+  static const std::string prefix = "torch.classes";
+  for (size_t at = text.find(prefix); at != std::string::npos; at = text.find(prefix, at + 1))
+    if (!allow_packed_weights || !allowed_custom_class_at(text, at + prefix.size())) return text.substr(at, 80);
+  return "";
 }
 
 uint32_t read_u16(const std::string& b, uint64_t at) {
@@ -242,9 +276,11 @@ void check_torchscript_archive(const std::string& bytes, const std::string& orig
       if (source && text.find(flag) != std::string::npos)
         throw TorchScriptLoadError(origin + ": refused: " + r + " defines " + flag +
                                    " (code that would run while loading; maas never writes it)");
-    if (text.find("torch.classes") != std::string::npos)
-      throw TorchScriptLoadError(origin + ": refused: " + r +
-                                 " uses a custom C++ class (torch.classes.*), whose state is restored by native code");
+    const std::string custom_class = refused_custom_class(text, options.allow_methods);
+    if (!custom_class.empty())
+      throw TorchScriptLoadError(origin + ": refused: " + r + " uses a custom C++ class (" +
+                                 custom_class.substr(0, custom_class.find_first_of("\n ,()[]'\"")) +
+                                 "), whose state is restored by native code; maas allows only int8 packed weights");
   }
 }
 

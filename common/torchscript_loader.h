@@ -5,7 +5,9 @@
 // So every archive maas opens goes through load_torchscript(), which:
 //   1. before anything is parsed, checks the zip itself: bounded size, record count and
 //      uncompressed size; only the record kinds torch.jit.save writes; no __setstate__ /
-//      __getstate__ and no custom C++ classes (torch.classes) in the code/ sources;
+//      __getstate__ and no custom C++ classes (torch.classes) in the code/ sources and pickles,
+//      except PyTorch's packed int8 weights (Conv2dPackedParamsBase, LinearPackedParamsBase),
+//      which int8 artifacts hold and whose native __setstate__ only repacks tensors;
 //   2. loads it on a worker thread under a deadline;
 //   3. walks the graph of every function in the loaded compilation unit (all methods of all
 //      modules and classes, nested blocks included) and refuses any node kind outside

@@ -139,7 +139,8 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
   const std::string ckpt_file = checkpoint_path(options);
   const CheckpointReader checkpoint(ckpt_file);
   const CheckpointMeta& meta = checkpoint.meta();
-  if (!same_network(meta.model, config.model))
+  // A pruned run's widths come from its source (prune.from): its config names only the architecture.
+  if (config.prune.from.empty() ? !same_network(meta.model, config.model) : meta.model.name != config.model.name)
     throw CheckpointError(ckpt_file + ": holds model '" + meta.model.name + "' " + model_text(meta.model) + " but " +
                           run_config_path(options.run_dir) + " says '" + config.model.name + "' " +
                           model_text(config.model));
@@ -158,12 +159,27 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
   trained->eval();
   const int64_t parameters = parameter_count(*trained);
   const int64_t macs = macs_per_image(*trained, meta.spec);
-  auto module = build_torchscript(*trained, meta.model.name, meta.spec, meta.normalization, meta.classes,
-                                  options.weights, tta);
+  auto module = build_torchscript(*trained, meta.model.name, meta.spec, meta.normalization, meta.classes, tta);
   const std::string tta_text =
       tta == TtaMode::kNone ? "" : ", " + tta_mode_name(tta) + " test-time augmentation";
-  step.end(std::string(to_string(options.weights)) + " TorchScript module traced from the C++ model" + tta_text +
-           ", " + std::to_string(parameters) + " parameters, " + std::to_string(macs) + " MACs per image");
+  step.end("TorchScript module traced from the C++ model" + tta_text + ", " + std::to_string(parameters) +
+           " parameters, " + std::to_string(macs) + " MACs per image");
+
+  const bool int8 = options.weights == WeightFormat::kInt8;
+  const QuantizeOptions quantize_options;
+  if (int8) {
+    step.begin("quantize");
+    if (options.calibration_images < 1) throw std::invalid_argument("calibration_images must be >= 1");
+    const auto calibration = calibration_images(config, options.calibration_images);
+    const QuantizedModule quantized = quantize_static(module, calibration, quantize_options);
+    module = quantized.module;
+    report.calibration_images = calibration.size(0);
+    step.end("static int8 on " + std::string(kInt8Engine) + ", calibrated on " +
+             std::to_string(report.calibration_images) + " training images: " +
+             std::to_string(quantized.quantized_convolutions) + " int8 convolutions, " +
+             std::to_string(quantized.quantized_linears) + " int8 linear layers, " +
+             std::to_string(quantized.float_fallbacks) + " dequantize nodes");
+  }
 
   json metadata = {
       {"format_version", kArtifactFormatVersion},
@@ -175,7 +191,7 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
                  {"parameters", parameters},
                  {"macs_per_image", macs},
                  {"weights", to_string(options.weights)},
-                 {"frozen", options.optimize}}},
+                 {"frozen", options.optimize || int8}}},  // int8: frozen by the quantization passes
       {"dataset", config.data.dataset},
       {"input", {{"name", "images"},
                  {"dtype", {"uint8", "float32"}},
@@ -194,7 +210,7 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
                     {"best_test_acc", meta.best_test_acc}}},
   };
 
-  if (options.optimize) {
+  if (options.optimize && !int8) {
     step.begin("optimize");
     module = torch::jit::freeze(module);
     step.end("frozen (parameters folded into constants)");
@@ -245,11 +261,15 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
     throw ArtifactError("verification failed: the artifact differs from the trained model (max |diff| " +
                         std::to_string(report.max_abs_diff) + " > " + std::to_string(options.max_abs_diff) +
                         " or top-1 mismatches); nothing written");
-  if (options.weights == WeightFormat::kInt8 &&
-      report.trained_test_acc - report.artifact_test_acc > options.max_accuracy_drop)
-    throw ArtifactError("verification failed: int8 weights lose " +
-                        std::to_string(100 * (report.trained_test_acc - report.artifact_test_acc)) +
-                        " points of test accuracy; nothing written");
+  if (int8 && report.trained_test_acc - report.artifact_test_acc > options.max_accuracy_drop) {
+    std::ostringstream loss;
+    loss << std::fixed << std::setprecision(2) << "verification failed: int8 loses "
+         << 100 * (report.trained_test_acc - report.artifact_test_acc) << " points of test accuracy (float32 "
+         << 100 * report.trained_test_acc << "%, int8 " << 100 * report.artifact_test_acc << "%), more than the "
+         << 100 * options.max_accuracy_drop << " allowed; nothing written. Export float32, or calibrate on "
+         << "more images (--calibration-images)";
+    throw ArtifactError(loss.str());
+  }
 
   step.begin("save");
   metadata["verification"] = {{"images", n},
@@ -257,6 +277,12 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
                               {"argmax_mismatches", report.argmax_mismatches},
                               {"trained_test_acc", report.trained_test_acc},
                               {"artifact_test_acc", report.artifact_test_acc}};
+  if (int8)
+    metadata["quantization"] = {{"engine", kInt8Engine},
+                                {"scheme", int8_scheme(quantize_options)},
+                                {"calibration_images", report.calibration_images},
+                                {"float_test_acc", report.trained_test_acc},
+                                {"int8_test_acc", report.artifact_test_acc}};
   save_artifact(module, metadata.dump(2), options.out);
   report.file_bytes = static_cast<int64_t>(std::filesystem::file_size(options.out));
   step.end(options.out + ", " + std::to_string(report.file_bytes) + " bytes");

@@ -6,9 +6,16 @@
 #include <string>
 
 #include "artifact.h"
+#include "quantize.h"
 #include "torchscript_builder.h"
 
 namespace maas {
+
+enum class WeightFormat {
+  kFloat32,
+  kInt8,  // post-training static quantization: int8 kernels for conv/linear layers (quantize.h)
+};
+inline const char* to_string(WeightFormat format) { return format == WeightFormat::kInt8 ? "int8" : "float32"; }
 
 struct ExportOptions {
   std::string run_dir;                         // a maas-train run directory (config.yaml + checkpoints)
@@ -22,6 +29,8 @@ struct ExportOptions {
   int64_t verify_images = 512;                 // FP32: test images compared logit by logit (>= 256)
   double max_abs_diff = 1e-4;                  // FP32: largest allowed logit difference
   double max_accuracy_drop = 0.01;             // int8: largest allowed test-accuracy loss (fraction)
+  int64_t calibration_images = 1024;           // int8: first training images run through the observers;
+                                               // ~1000 is where min/max ranges stop moving for CIFAR-10
   std::string samples_dir;                     // if set: one test image per class as <class>.png here
 };
 
@@ -33,6 +42,7 @@ struct ExportReport {
   double trained_test_acc = 0;    // trained model on the whole test set
   double artifact_test_acc = 0;   // artifact on the whole test set
   int64_t file_bytes = 0;
+  int64_t calibration_images = 0;  // int8: images the observers saw
 };
 
 // Exports, verifies (before anything is written) and saves. Progress goes to `log` (may be null).

@@ -25,7 +25,10 @@ int main(int argc, char** argv) {
       ("out", "artifact to write, e.g. model.pt", cxxopts::value<std::string>())
       ("checkpoint", "best, last, or a checkpoint path", cxxopts::value<std::string>()->default_value("best"))
       ("optimize", "freeze the module (fold parameters into constants)")
-      ("quantize", "store weights as int8 (only value: int8)", cxxopts::value<std::string>())
+      ("quantize", "int8: static post-training quantization, int8 kernels (only value: int8)",
+       cxxopts::value<std::string>())
+      ("calibration-images", "with --quantize int8: training images the observers see",
+       cxxopts::value<int64_t>()->default_value("1024"))
       ("tta", "test-time augmentation baked into forward: " + tta_names_text() +
        " (default: the run's eval.tta)", cxxopts::value<std::string>())
       ("verify-images", "test images compared logit by logit (at least 256)",
@@ -56,6 +59,8 @@ int main(int argc, char** argv) {
         throw maas::UsageError("--quantize takes only 'int8', got '" + args["quantize"].as<std::string>() + "'");
       o.weights = maas::WeightFormat::kInt8;
     }
+    o.calibration_images = args["calibration-images"].as<int64_t>();
+    if (o.calibration_images < 1) throw maas::UsageError("--calibration-images must be >= 1");
     maas::export_run(o, &std::cerr);
     return 0;
   });

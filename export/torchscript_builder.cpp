@@ -1,8 +1,5 @@
-// Tracing a classifier into the artifact's module, and the int8 weight rewrite of the traced graph.
+// Tracing a classifier into the artifact's module.
 #include "torchscript_builder.h"
-
-#include <torch/csrc/jit/ir/ir.h>
-
 
 #include "artifact.h"
 #include "tracing.h"
@@ -14,15 +11,6 @@ namespace {
 // into the graph fails the export verification (other batch sizes) instead of passing by luck.
 constexpr int64_t kTraceBatch = 3;
 
-// Per-output-channel symmetric quantization: weight ~= weight_int8 * weight_scale.
-std::pair<torch::Tensor, torch::Tensor> quantize_int8(const torch::Tensor& weight) {
-  std::vector<int64_t> scale_shape(weight.dim(), 1);
-  scale_shape[0] = weight.size(0);
-  auto scale = weight.abs().flatten(1).amax(1).clamp_min(1e-12).div(127.0).view(scale_shape);
-  auto q = weight.div(scale).round().clamp(-127, 127).to(torch::kInt8);
-  return {q, scale.to(torch::kFloat32)};
-}
-
 // Gives every parameter and buffer of the tree its own copy, so the module no longer shares
 // tensors with the C++ model it was traced from.
 void copy_tensors(torch::jit::Module& module) {
@@ -32,44 +20,11 @@ void copy_tensors(torch::jit::Module& module) {
   for (auto child : module.children()) copy_tensors(child);
 }
 
-// Replaces each read of a conv/linear `weight` (a parameter of 2+ dimensions) in `method` by
-// weight_int8 * weight_scale, stores those two buffers and drops the float weight.
-void store_weights_as_int8(torch::jit::Module& top, const std::string& method) {
-  auto graph = top.get_method(method).graph();
-  const auto attributes = attribute_values(*graph, top);
-  std::vector<torch::jit::Module> converted;
-  for (auto it = graph->nodes().begin(); it != graph->nodes().end();) {
-    torch::jit::Node* node = *it++;
-    if (node->kind() != c10::prim::GetAttr) continue;
-    const auto owner = attributes.find(node->input(0)), value = attributes.find(node->output());
-    if (owner == attributes.end() || value == attributes.end() || !owner->second.isModule()) continue;
-    torch::jit::Module module(owner->second.toObject());
-    const std::string name = node->s(c10::attr::name);
-    if (name != "weight" || !value->second.isTensor() || value->second.toTensor().dim() < 2) continue;
-    if (!module.hasattr("weight_int8")) {
-      auto [q, scale] = quantize_int8(value->second.toTensor().detach());
-      module.register_buffer("weight_int8", q);
-      module.register_buffer("weight_scale", scale);
-      converted.push_back(module);
-    }
-    torch::jit::WithInsertPoint here(node);
-    auto* q = graph->insertGetAttr(node->input(0), "weight_int8");
-    auto* scale = graph->insertGetAttr(node->input(0), "weight_scale");
-    // int8 * float32 promotes to float32: exactly q.float() * scale
-    node->output()->replaceAllUsesWith(graph->insert(c10::aten::mul, {q, scale}));
-    node->destroy();
-  }
-  for (auto& module : converted) {
-    module._ivalue()->unsafeRemoveAttr("weight");
-    module.type()->unsafeRemoveAttribute("weight");
-  }
-}
-
 }  // namespace
 
 torch::jit::Module build_torchscript(ClassifierImpl& model, const std::string& model_name, const ModelSpec& spec,
                                      const Normalization& normalization, const std::vector<std::string>& classes,
-                                     WeightFormat format, TtaMode tta) {
+                                     TtaMode tta) {
   if (static_cast<int64_t>(classes.size()) != spec.classes)
     throw ArtifactError("model has " + std::to_string(spec.classes) + " outputs but " +
                         std::to_string(classes.size()) + " class names");
@@ -87,7 +42,6 @@ torch::jit::Module build_torchscript(ClassifierImpl& model, const std::string& m
   }
   model.train(was_training);
   copy_tensors(top);
-  if (format == WeightFormat::kInt8) store_weights_as_int8(top, "classify");
 
   top.register_buffer("pixel_scale", normalization.scale());
   top.register_buffer("pixel_shift", normalization.shift());

@@ -12,6 +12,13 @@ namespace maas {
 
 using Clock = std::chrono::steady_clock;
 
+torch::jit::Module serving_module(const Artifact& artifact) {
+  torch::jit::Module module = artifact.module;
+  // int8 artifacts run as exported: the quantization passes froze them, and
+  // optimize_for_inference has no rewrite for quantized::* kernels (it would only freeze again).
+  return artifact.info.quantization_engine.empty() ? torch::jit::optimize_for_inference(module) : module;
+}
+
 ModelRunner::ModelRunner(std::string name, int64_t version, Artifact artifact, BatchingOptions options)
     : name_(std::move(name)),
       version_(version),
@@ -23,17 +30,22 @@ ModelRunner::ModelRunner(std::string name, int64_t version, Artifact artifact, B
       options_.max_queue_images < options_.max_batch_size || options_.threads_per_instance < 0)
     throw std::invalid_argument("invalid batching options for model '" + name_ + "'");
   torch::NoGradGuard no_grad;
-  module_ = torch::jit::optimize_for_inference(artifact.module);
+  module_ = serving_module(artifact);
   // Warm-up: oneDNN builds its primitives per shape on first use, and the graph executor profiles
   // and optimizes the explainer's graph on its first runs.
   const auto zeros = torch::zeros({1, info_.channels, info_.height, info_.width}, torch::kUInt8);
   for (int64_t b = 1; b <= options_.max_batch_size; b *= 2)
     module_.forward({torch::zeros({b, info_.channels, info_.height, info_.width}, torch::kUInt8)});
-  try {
-    for (int i = 0; i < 2; ++i) explainer_.explain({zeros});
-  } catch (const std::exception& e) {
-    // Predictions need not suffer for a graph autograd cannot differentiate: explain() says why.
-    explainer_error_ = e.what();
+  if (!info_.quantization_engine.empty()) {
+    explainer_error_ = "its weights are int8 and quantized kernels have no gradients; serve the run's float32 "
+                       "export beside it to explain its answers";
+  } else {
+    try {
+      for (int i = 0; i < 2; ++i) explainer_.explain({zeros});
+    } catch (const std::exception& e) {
+      // Predictions need not suffer for a graph autograd cannot differentiate: explain() says why.
+      explainer_error_ = e.what();
+    }
   }
   const int64_t cores = core_count();
   const int64_t instances = options_.instances > 0 ? options_.instances : cores;
@@ -111,7 +123,7 @@ torch::Tensor ModelRunner::infer(const torch::Tensor& images, InferTiming* timin
 
 Explanation ModelRunner::explain(const ExplainRequest& explanation, InferTiming* timing) {
   if (!explainer_error_.empty())
-    throw std::runtime_error("model '" + name_ + "' cannot be explained: " + explainer_error_.substr(0, 300));
+    throw std::invalid_argument("model '" + name_ + "' cannot be explained: " + explainer_error_.substr(0, 300));
   explainer_.check(explanation);
   const int64_t images = explain_batch_images(explanation);
   if (images > options_.max_queue_images)

@@ -62,15 +62,20 @@ struct RunnerStats {
   std::map<int64_t, BatchSizeStats> batches;  // by batch size in images
 };
 
+// The module maas-serve runs for `artifact` (shares its tensors): float32 artifacts frozen and
+// optimized for inference (oneDNN layouts, build-specific, so done at load time), int8 artifacts
+// as loaded. Throws what optimize_for_inference throws.
+torch::jit::Module serving_module(const Artifact& artifact);
+
 // Owns one artifact (optimized for inference at construction), its explainer (a clone of the
 // artifact taken before optimizing, since gradients need the unfrozen graph) and its worker threads.
 // Thread-safe: infer() and explain() may be called from any number of threads.
 class ModelRunner {
  public:
-  // Clones the module for explanations, freezes and optimizes it for inference, warms it up at
-  // every batch size up to max_batch_size's power of two and the explainer at its default steps
-  // (a failure there only disables explain()), then starts the workers. Throws
-  // std::invalid_argument for bad options.
+  // Clones the module for explanations, freezes and optimizes a float32 module (int8 ones run as
+  // loaded), warms it up at every batch size up to max_batch_size's power of two and the explainer
+  // at its default steps (a failure there, e.g. int8 kernels without gradients, only disables
+  // explain()), then starts the workers. Throws std::invalid_argument for bad options.
   ModelRunner(std::string name, int64_t version, Artifact artifact, BatchingOptions options);
   // Finishes queued requests, then joins the workers.
   ~ModelRunner();

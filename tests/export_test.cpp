@@ -14,6 +14,8 @@
 #include "exporter.h"
 #include "files.h"
 #include "image.h"
+#include "model_runner.h"
+#include "quantize.h"
 #include "test_util.h"
 #include "trainer.h"
 #include "tta.h"
@@ -55,7 +57,7 @@ TEST(ArtifactGolden, TorchScriptDefinitionMatchesTheCppModel) {
   model->eval();
   const Normalization norm{{0.49, 0.48, 0.45}, {0.25, 0.24, 0.26}};
   const std::vector<std::string> classes(10, "c");
-  auto module = build_torchscript(*model, "cnn", spec, norm, classes, WeightFormat::kFloat32);
+  auto module = build_torchscript(*model, "cnn", spec, norm, classes);
   const auto pixels = torch::randint(0, 256, {64, 3, 32, 32}, torch::kUInt8);
   const auto expected = model->forward(norm.apply(pixels));
   const auto from_uint8 = module.forward({pixels}).toTensor();
@@ -146,20 +148,90 @@ TEST_F(ExportTest, ExportedFileLoadsWithMetadataAndSameLogits) {
   EXPECT_LE((expected - got).abs().max().item<double>(), 1e-4);
 }
 
-TEST_F(ExportTest, FrozenAndInt8VariantsVerify) {
+TEST_F(ExportTest, FrozenVariantVerifies) {
   auto frozen = options("frozen.pt");
   frozen.optimize = true;
   const ExportReport f = export_run(frozen, nullptr);
   EXPECT_LE(f.max_abs_diff, 1e-4);
+}
 
-  auto int8 = options("int8.pt");
-  int8.weights = WeightFormat::kInt8;
-  const ExportReport q = export_run(int8, nullptr);
-  EXPECT_GE(q.artifact_test_acc, q.trained_test_acc - 0.01);
+// The loss of a tiny model on 300 tiny test images is noisy; int8 tests allow this much
+// (maas-export's default is 1 point, measured on real runs in README).
+constexpr double kTinyRunAccuracyDrop = 0.05;
+
+// --quantize int8: static quantization; the file runs int8 kernels, loads through the careful
+// loader, stays close to float32 and describes itself.
+TEST_F(ExportTest, Int8ArtifactRunsInt8KernelsAndDescribesItself) {
+  auto o = options("int8.pt");
+  o.weights = WeightFormat::kInt8;
+  o.max_accuracy_drop = kTinyRunAccuracyDrop;
+  const ExportReport q = export_run(o, nullptr);
+  EXPECT_GE(q.artifact_test_acc, q.trained_test_acc - kTinyRunAccuracyDrop);
+  EXPECT_EQ(q.calibration_images, 100);  // the tiny set has 100 training images, fewer than the default 1024
   const ExportReport plain = export_run(options("plain.pt"), nullptr);
   EXPECT_LT(q.file_bytes, plain.file_bytes * 0.4);
-  const Artifact loaded = load_artifact(out_.file("int8.pt"));
-  EXPECT_EQ(nlohmann::json::parse(loaded.info.metadata_json)["model"]["weights"], "int8");
+
+  const Artifact loaded = load_artifact(o.out);
+  EXPECT_EQ(loaded.info.quantization_engine, "onednn");
+  // The seed CNN's three convolutions and two linear layers run int8 kernels; no float conv or
+  // linear is left (so no weight is dequantized to run one), and the graph leaves int8 once, for
+  // the logits.
+  const auto& m = loaded.module;
+  EXPECT_EQ(count_nodes(m, "quantized::conv2d") + count_nodes(m, "quantized::conv2d_relu"), 3);
+  EXPECT_EQ(count_nodes(m, "quantized::linear") + count_nodes(m, "quantized::linear_relu"), 2);
+  EXPECT_GE(count_nodes(m, "quantized::conv2d_relu") + count_nodes(m, "quantized::linear_relu"), 2);
+  for (const char* float_op : {"aten::conv2d", "aten::_convolution", "aten::linear", "aten::addmm", "aten::matmul"})
+    EXPECT_EQ(count_nodes(m, float_op), 0) << float_op;
+  EXPECT_EQ(count_nodes(m, "aten::dequantize"), 1);
+
+  const auto j = nlohmann::json::parse(loaded.info.metadata_json);
+  EXPECT_EQ(j["model"]["weights"], "int8");
+  EXPECT_EQ(j["model"]["frozen"], true);
+  EXPECT_EQ(j["quantization"]["engine"], "onednn");
+  EXPECT_EQ(j["quantization"]["calibration_images"], 100);
+  EXPECT_NE(j["quantization"]["scheme"].get<std::string>().find("per-channel symmetric qint8"), std::string::npos);
+  EXPECT_DOUBLE_EQ(j["quantization"]["float_test_acc"].get<double>(), q.trained_test_acc);
+  EXPECT_DOUBLE_EQ(j["quantization"]["int8_test_acc"].get<double>(), q.artifact_test_acc);
+
+  // Logits close to the trained float32 model's on test images.
+  torch::NoGradGuard no_grad;
+  const CheckpointReader checkpoint(best_checkpoint_path(run_dir()));
+  auto trained = checkpoint.load_model();
+  trained->eval();
+  const auto pixels = load_cifar10(data_.path(), Split::kTest).images.slice(0, 0, 64);
+  const auto expected = trained->forward(checkpoint.meta().normalization.apply(pixels));
+  const auto got = m.get_method("forward")({pixels}).toTensor();
+  EXPECT_LE((expected - got).abs().max().item<double>(), 0.1 * expected.abs().max().item<double>());
+
+  // maas-serve's ModelRunner runs it as loaded (no pass that undoes the quantization).
+  BatchingOptions batching;
+  batching.instances = 1;
+  batching.threads_per_instance = 1;
+  batching.max_batch_size = 8;
+  batching.max_queue_images = 8;
+  ModelRunner runner("int8", 1, loaded, batching);
+  EXPECT_GE(count_nodes(serving_module(loaded), "quantized::conv2d_relu"), 1);
+  const auto eight = pixels.slice(0, 0, 8);
+  EXPECT_TRUE(runner.infer(eight).allclose(m.get_method("forward")({eight}).toTensor(), 1e-5, 1e-5));
+  // Explanations need gradients, which int8 kernels lack: one 4xx-mapped error that says what to do.
+  try {
+    runner.explain({eight.slice(0, 0, 1)});
+    ADD_FAILURE() << "an int8 model explained an image";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("int8"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("float32 export"), std::string::npos) << e.what();
+  }
+}
+
+// More than max_accuracy_drop lost: ArtifactError, and nothing written.
+TEST_F(ExportTest, Int8ThatLosesTooMuchAccuracyIsNotWritten) {
+  auto o = options("int8.pt");
+  o.weights = WeightFormat::kInt8;
+  o.max_accuracy_drop = -1;  // any result fails
+  const std::string error = testing::error_of([&] { export_run(o, nullptr); });
+  EXPECT_NE(error.find("verification failed: int8 loses"), std::string::npos) << error;
+  EXPECT_NE(error.find("nothing written"), std::string::npos) << error;
+  EXPECT_FALSE(std::filesystem::exists(o.out));
 }
 
 using testing::error_of;
@@ -229,7 +301,8 @@ bool have_python_torch() {
 
 // Runs `dir`/`file` in Debian's Python torch with no maas code on 4 seeded random images and
 // expects the logits of the C++ careful loader, and metadata "tta" == `tta`.
-void expect_python_runs_artifact(const std::string& dir, const std::string& file, const std::string& tta) {
+void expect_python_runs_artifact(const std::string& dir, const std::string& file, const std::string& tta,
+                                 double tolerance = 1e-5) {
   const Artifact artifact = load_artifact(dir + "/" + file);
   torch::NoGradGuard no_grad;
   torch::manual_seed(7);
@@ -240,7 +313,8 @@ void expect_python_runs_artifact(const std::string& dir, const std::string& file
                        std::string(static_cast<const char*>(logits.data_ptr()), logits.numel() * sizeof(float)));
   const std::string script = dir + "/check.py";
   testing::write_bytes(script, R"(import json, sys, torch
-d, file, tta = sys.argv[1:4]
+d, file, tta, tolerance = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+torch.backends.quantized.engine = 'onednn'  # int8 artifacts: their packed weights are built at load
 extra = {"metadata.json": ""}
 m = torch.jit.load(d + "/" + file, _extra_files=extra)
 meta = json.loads(extra["metadata.json"])
@@ -254,12 +328,16 @@ with torch.no_grad():
     got_float = m(pixels.float())
     got_one = m(pixels[:1])
 diff = (got - want).abs().max().item()
-assert diff <= 1e-5, diff
-assert (got_float - want).abs().max().item() <= 1e-5
-assert (got_one - want[:1]).abs().max().item() <= 1e-5
+assert diff <= tolerance, diff
+assert (got_float - want).abs().max().item() <= tolerance
+assert (got_one - want[:1]).abs().max().item() <= tolerance
+if "quantization" in meta:
+    assert "quantized::conv2d" in str(m.graph), "no int8 convolution in Python's graph"
 print("python ok", file, diff)
 )");
-  EXPECT_EQ(std::system(("/usr/bin/python3 " + script + " " + dir + " " + file + " " + tta).c_str()), 0);
+  EXPECT_EQ(std::system(("/usr/bin/python3 " + script + " " + dir + " " + file + " " + tta + " " +
+                         std::to_string(tolerance)).c_str()),
+            0);
 }
 
 // Python's torch.jit.load runs the artifact with no maas code and gets the C++ logits.
@@ -267,6 +345,17 @@ TEST_F(ExportTest, PythonPyTorchLoadsTheArtifact) {
   if (!have_python_torch()) GTEST_SKIP() << "Debian's python3-torch is not installed (apt-get install python3-torch)";
   export_run(options("model.pt"), nullptr);
   expect_python_runs_artifact(out_.path(), "model.pt", "none");
+}
+
+// And for an int8 artifact: Debian's Python torch rebuilds the packed weights and runs the same
+// int8 kernels (same numbers up to float rounding in requantization).
+TEST_F(ExportTest, PythonPyTorchRunsTheInt8Artifact) {
+  if (!have_python_torch()) GTEST_SKIP() << "Debian's python3-torch is not installed (apt-get install python3-torch)";
+  auto o = options("int8.pt");
+  o.weights = WeightFormat::kInt8;
+  o.max_accuracy_drop = kTinyRunAccuracyDrop;
+  export_run(o, nullptr);
+  expect_python_runs_artifact(out_.path(), "int8.pt", "none", 1e-4);
 }
 
 // The same for an artifact with TTA baked in: its views are plain TorchScript operators.
@@ -322,33 +411,27 @@ TEST_F(ExportTest, TtaDefaultsToTheRunsEvalTta) {
   EXPECT_EQ(load_artifact(o.out).info.tta, "flip");
 }
 
-// TTA composes with --quantize int8 (the weight rewrite sees each weight read) and --optimize.
-TEST_F(ExportTest, TtaWithInt8WeightsAndFreezingVerifies) {
+// TTA composes with --quantize int8 (the views are quantized like the image) and --optimize.
+TEST_F(ExportTest, TtaWithInt8AndFreezingVerifies) {
   auto int8 = options("int8.pt");
   int8.tta = TtaMode::kFlip;
   int8.weights = WeightFormat::kInt8;
-  int8.max_accuracy_drop = 1.0;  // the path is under test, not int8's accuracy on 300 tiny images
+  int8.max_accuracy_drop = kTinyRunAccuracyDrop;
   export_run(int8, nullptr);
   const Artifact loaded = load_artifact(int8.out);
   EXPECT_EQ(loaded.info.tta, "flip");
-  int64_t int8_tensors = 0;
-  for (const auto& p : loaded.module.named_parameters()) EXPECT_LT(p.value.dim(), 2) << p.name << " still float";
-  for (const auto& b : loaded.module.named_buffers()) int8_tensors += b.value.scalar_type() == torch::kInt8;
-  EXPECT_GE(int8_tensors, 3);
-  // Close to the float TTA logits of the trained model, and closer to them than to its plain
-  // logits (int8 verification compares accuracies only, so this checks the views are there).
+  EXPECT_GE(count_nodes(loaded.module, "aten::flip"), 1);
+  EXPECT_GE(count_nodes(loaded.module, "quantized::conv2d") + count_nodes(loaded.module, "quantized::conv2d_relu"), 3);
+  // Close to the float TTA logits of the trained model.
   torch::NoGradGuard no_grad;
   const CheckpointReader checkpoint(best_checkpoint_path(run_dir()));
   auto trained = checkpoint.load_model();
   trained->eval();
-  torch::manual_seed(4);
-  const auto pixels = torch::randint(0, 256, {8, 3, 32, 32}, torch::kUInt8);
+  const auto pixels = load_cifar10(data_.path(), Split::kTest).images.slice(0, 0, 16);
   const auto images = checkpoint.meta().normalization.apply(pixels);
   const auto expected = tta_logits([&](const torch::Tensor& x) { return trained->forward(x); }, images, TtaMode::kFlip);
   const auto got = loaded.module.get_method("forward")({pixels}).toTensor();
-  const double to_tta = (expected - got).abs().max().item<double>();
-  EXPECT_LE(to_tta, 0.05 * expected.abs().max().item<double>() + 1e-3);
-  EXPECT_LT(to_tta, (trained->forward(images) - got).abs().max().item<double>());
+  EXPECT_LE((expected - got).abs().max().item<double>(), 0.1 * expected.abs().max().item<double>());
 
   auto frozen = options("frozen.pt");
   frozen.tta = TtaMode::kFlipTranslate;

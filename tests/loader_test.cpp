@@ -14,6 +14,7 @@
 #include "exporter.h"
 #include "files.h"
 #include "models.h"
+#include "quantize.h"
 #include "repository.h"
 #include "test_util.h"
 #include "trainer.h"
@@ -25,13 +26,7 @@ namespace fs = std::filesystem;
 
 using testing::error_of;
 
-std::string valid_metadata() {
-  return nlohmann::json{{"format_version", kArtifactFormatVersion},
-                        {"model", {{"name", "cnn"}}},
-                        {"input", {{"shape", {-1, 3, 32, 32}}}},
-                        {"classes", {"a", "b"}}}
-      .dump();
-}
+std::string valid_metadata() { return testing::minimal_metadata({"a", "b"}); }
 
 // A TorchScript file whose module defines `methods` (TorchScript source), saved with valid maas
 // metadata so only the loader's policy stands between it and serving.
@@ -153,15 +148,43 @@ TEST(TorchScriptLoader, RealArtifactsLoadAsExportedFrozenAndInt8) {
   // --optimize saves a frozen module.
   const std::string frozen = artifact_bytes(torch::jit::freeze(plain.module), valid_metadata());
   EXPECT_TRUE(load_artifact_from_bytes(frozen, "frozen.pt").module.forward({images}).toTensor().allclose(expected));
-  // --quantize int8.
+  // --quantize int8: packed int8 weights (a custom C++ class the policy allows) and quantized::* ops.
   const ModelSpec spec{3, 32, 32, 3};
   auto model = make_model("cnn", spec);
   model->eval();
-  const auto int8 = build_torchscript(*model, "cnn", spec, {{0.5, 0.5, 0.5}, {0.25, 0.25, 0.25}}, classes,
-                                      WeightFormat::kInt8);
-  EXPECT_NO_THROW(load_artifact_from_bytes(artifact_bytes(int8, valid_metadata()), "int8.pt"));
+  const auto float32 = build_torchscript(*model, "cnn", spec, {{0.5, 0.5, 0.5}, {0.25, 0.25, 0.25}}, classes);
+  auto int8 = quantize_static(float32, torch::randint(0, 256, {32, 3, 32, 32}, torch::kUInt8)).module;
+  const std::string int8_bytes = artifact_bytes(int8, valid_metadata());
+  EXPECT_NE(int8_bytes.find("Conv2dPackedParamsBase"), std::string::npos);
+  Artifact loaded = load_artifact_from_bytes(int8_bytes, "int8.pt");
+  EXPECT_TRUE(loaded.module.forward({images}).toTensor().allclose(int8.forward({images}).toTensor(), 1e-5, 1e-5));
   // optimize_for_inference and freeze (the server's passes) work on what the loader returns.
   EXPECT_TRUE(torch::jit::optimize_for_inference(plain.module).forward({images}).toTensor().allclose(expected, 1e-4, 1e-4));
+}
+
+// int8 artifacts made the policy allow PyTorch's packed int8 weights; every other custom C++
+// class is still refused before loading, and data-only files (checkpoints) may name none.
+TEST(TorchScriptLoader, OtherCustomClassesAreStillRefused) {
+  auto naming = [](const std::string& name) {
+    return planted_archive(
+        "def forward(self, images: Tensor) -> Tensor:\n"
+        "    assert images.dim() == 4, '" + name + "'\n"
+        "    return images.float()\n");
+  };
+  for (const std::string name : {"torch.classes.evil.Thing", "torch.classes.quantized.Conv2dPackedParamsBaseX",
+                                 "torch.classes.quantized.EmbeddingPackedParamsBase", "torch.classes.quantized"}) {
+    const std::string error = error_of([&] { load_artifact_from_bytes(naming(name), "custom.pt"); });
+    EXPECT_NE(error.find("custom.pt: refused"), std::string::npos) << name << ": " << error;
+    EXPECT_NE(error.find("custom C++ class (" + name), std::string::npos) << name << ": " << error;
+  }
+  // The allowed names pass this check (the text alone runs nothing).
+  EXPECT_NO_THROW(load_artifact_from_bytes(naming("torch.classes.quantized.LinearPackedParamsBase"), "ok.pt"));
+  TorchScriptLoadOptions data_only;
+  data_only.allow_methods = false;
+  const std::string error = error_of([&] {
+    check_torchscript_archive(naming("torch.classes.quantized.LinearPackedParamsBase"), "ckpt.pt", data_only);
+  });
+  EXPECT_NE(error.find("ckpt.pt: refused"), std::string::npos) << error;
 }
 
 TEST(TorchScriptLoader, TracedConvNetFromPythonLoads) {

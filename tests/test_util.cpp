@@ -42,14 +42,18 @@ std::string random_cnn_artifact(uint64_t seed, const std::vector<std::string>& c
   const ModelSpec spec{3, 32, 32, static_cast<int64_t>(classes.size())};
   auto model = make_model("cnn", spec);
   model->eval();
-  auto module = build_torchscript(*model, "cnn", spec, {{0.5, 0.5, 0.5}, {0.25, 0.25, 0.25}}, classes,
-                                  WeightFormat::kFloat32);
-  nlohmann::json metadata = {{"format_version", kArtifactFormatVersion},
-                             {"model", {{"name", "cnn"}}},
-                             {"input", {{"shape", {-1, 3, 32, 32}}}},
-                             {"classes", classes}};
+  auto module = build_torchscript(*model, "cnn", spec, {{0.5, 0.5, 0.5}, {0.25, 0.25, 0.25}}, classes);
+  nlohmann::json metadata = nlohmann::json::parse(minimal_metadata(classes));
   if (!metadata_patch.empty()) metadata.merge_patch(nlohmann::json::parse(metadata_patch));
   return artifact_bytes(module, metadata.dump());
+}
+
+std::string minimal_metadata(const std::vector<std::string>& classes, const std::string& model) {
+  return nlohmann::json{{"format_version", kArtifactFormatVersion},
+                        {"model", {{"name", model}}},
+                        {"input", {{"shape", {-1, 3, 32, 32}}}},
+                        {"classes", classes}}
+      .dump();
 }
 
 int run_command(const std::string& command, const std::string& log) {

@@ -40,6 +40,9 @@ class TempDir {
 // stripe pattern plus noise. `per_file` records in each of the five train files, `test` in the test file.
 void write_tiny_cifar(const std::string& dir, int64_t per_file, int64_t test, uint64_t seed = 1);
 
+// The least metadata.json an artifact may have (format, model name, 3x32x32 input, classes).
+std::string minimal_metadata(const std::vector<std::string>& classes, const std::string& model = "cnn");
+
 // A maas artifact (file bytes) of a randomly initialized seed CNN for 3x32x32 images and
 // `classes`: same seed, same weights. Its metadata.json holds only the required keys, with
 // `metadata_patch` (a JSON object, RFC 7386 merge patch) applied when given.

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include <limits>
+#include <optional>
 
 #include "batch_source.h"
 #include "checkpoint.h"
@@ -23,6 +24,7 @@
 #include "fine_tune.h"
 #include "models.h"
 #include "optimizer.h"
+#include "prune.h"
 #include "progress.h"
 #include "report.h"
 #include "weight_average.h"
@@ -179,13 +181,29 @@ TrainResult train(const RunConfig& config, const std::string& run_dir, bool resu
   }
   auto wrote = [&](const std::string& path) { hooks.after_write(path); };
 
+  // prune.from: the network is another run's, narrowed (recomputed on resume: it is deterministic).
+  ModelOptions model_options = config.model;
+  std::optional<PrunedNetwork> pruned;
+  if (!config.prune.from.empty()) {
+    if (!config.model.init.empty())
+      throw ConfigError("prune.from and model.init both name starting weights; set only one");
+    if (!config.model.widths.empty() || config.model.width != 1)
+      throw ConfigError("prune.from takes the widths from the pruned run: leave model.widths and model.width unset");
+    pruned = prune_run(config.prune.from, spec, train_set.classes, config.prune.macs,
+                       prune_criterion_from_name(config.prune.criterion));
+    if (pruned->options.name != config.model.name)
+      throw ConfigError("prune.from=" + config.prune.from + " trained model '" + pruned->options.name +
+                        "' but model.name is '" + config.model.name + "'");
+    model_options = pruned->options;
+  }
+
   // The run's record: fresh, or the last checkpoint's.
   CheckpointMeta meta;
   std::unique_ptr<CheckpointReader> checkpoint;
   if (resume) {
     checkpoint = std::make_unique<CheckpointReader>(last_checkpoint_path(run_dir));
     const auto& saved = checkpoint->meta();
-    if (!same_network(saved.model, config.model) || saved.spec.channels != spec.channels ||
+    if (!same_network(saved.model, model_options) || saved.spec.channels != spec.channels ||
         saved.spec.height != spec.height || saved.spec.width != spec.width || saved.spec.classes != spec.classes)
       throw CheckpointError(last_checkpoint_path(run_dir) + ": was trained with model '" + saved.model.name +
                             "' (or other model.* keys) on other data than this config describes");
@@ -194,7 +212,7 @@ TrainResult train(const RunConfig& config, const std::string& run_dir, bool resu
                         " already holds " + std::to_string(saved.epoch) + " epochs; resume with at least that many");
     meta = saved;
   } else {
-    meta.model = config.model;
+    meta.model = model_options;
     meta.spec = spec;
     meta.classes = train_set.classes;
     meta.normalization = Normalization::of(train_set.images);
@@ -203,7 +221,7 @@ TrainResult train(const RunConfig& config, const std::string& run_dir, bool resu
   // Model, weight average and optimizer. Everything that decides which parameters train happens
   // before the optimizer is built, identically on resume, so the optimizer's groups match its state.
   torch::manual_seed(static_cast<uint64_t>(opt.seed));
-  auto model = make_model(config.model, spec);
+  auto model = make_model(model_options, spec);
   if (opt.data_init && !model->init_from_data(meta.normalization.apply(train_set.head(kDataInitImages).images)))
     throw ConfigError("train.data_init=true but model '" + config.model.name +
                       "' has no data-dependent initialization (airbench has one); set train.data_init=false");
@@ -211,10 +229,14 @@ TrainResult train(const RunConfig& config, const std::string& run_dir, bool resu
     const std::string summary = init_from_file(config.model.init, *model, meta.classes);
     if (log) *log << summary << "\n";
   }
+  if (!checkpoint && pruned) {
+    copy_pruned_weights(*pruned, *model);
+    if (log) *log << pruned->summary << "\n";
+  }
   if (!opt.train_norm_weights) freeze_norm_weights(*model);
   TrainingOptimizer optimizer(*model, opt);
   std::shared_ptr<ClassifierImpl> average_model;
-  if (opt.ema_decay > 0) average_model = make_model(config.model, spec);
+  if (opt.ema_decay > 0) average_model = make_model(model_options, spec);
   if (checkpoint) {
     if (average_model) {
       checkpoint->restore_trained_model(*model);
@@ -291,6 +313,9 @@ TrainResult train(const RunConfig& config, const std::string& run_dir, bool resu
          << "x" << spec.height << "x" << spec.width << ", " << spec.classes << " classes; run directory " << run_dir
          << "\n";
     if (resume) *log << "resuming after epoch " << meta.epoch << ", batch " << meta.step << "\n";
+    if (!hooks.loss && !config.distill.teacher.empty())
+      *log << "distillation: teacher " << config.distill.teacher << ", temperature " << config.distill.temperature
+           << ", alpha " << config.distill.alpha << "\n";
     if (group)
       *log << "data-parallel: " << group->size() << " processes, " << torch::get_num_threads()
            << " threads each here; each computes 1/" << group->size() << " of every batch of " << opt.batch_size << "\n";

@@ -1,0 +1,268 @@
+// Static int8 quantization: observers defined in TorchScript from C++, then LibTorch's graph-mode passes.
+#include "quantize.h"
+
+#include <torch/csrc/jit/passes/constant_propagation.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
+#include <torch/csrc/jit/passes/fuse_linear.h>
+#include <torch/csrc/jit/passes/quantization/finalize.h>
+#include <torch/csrc/jit/passes/quantization/insert_observers.h>
+#include <torch/csrc/jit/passes/quantization/insert_quant_dequant.h>
+#include <torch/csrc/jit/passes/subgraph_rewrite.h>
+
+#include <functional>
+#include <limits>
+
+#include "artifact.h"
+#include "dataset.h"
+
+namespace maas {
+namespace {
+
+using torch::jit::Module;
+
+// The smallest scale the observers hand out (PyTorch's observers use float32's epsilon too):
+// a constant activation or an all-zero weight row would otherwise get scale 0.
+constexpr const char* kMinScale = "1.1920928955078125e-07";
+
+// The attributes InsertQuantDeQuant reads from every observer (insert_quant_dequant.cpp in
+// LibTorch 1.13): `dtype` (a ScalarType, stored as int), `qscheme` (a QScheme, stored as int),
+// `ch_axis` for per-channel ones, and calculate_qparams() -> (scale, zero_point).
+// InsertObservers calls forward(x) -> x.
+// Its class goes into `cu`, the compilation unit of the module it will observe.
+Module observer_module(const std::shared_ptr<torch::jit::CompilationUnit>& cu, const std::string& name,
+                       c10::ScalarType dtype, c10::QScheme qscheme, int64_t quant_min, int64_t quant_max) {
+  Module observer(c10::QualifiedName("__torch__.maas.quantization." + name), cu, /*shouldMangle=*/true);
+  observer.register_attribute("training", c10::BoolType::get(), false);
+  observer.register_attribute("dtype", c10::IntType::get(), static_cast<int64_t>(dtype));
+  observer.register_attribute("qscheme", c10::IntType::get(), static_cast<int64_t>(qscheme));
+  observer.register_attribute("quant_min", c10::IntType::get(), quant_min);
+  observer.register_attribute("quant_max", c10::IntType::get(), quant_max);
+  return observer;
+}
+
+// Per-tensor affine quint8 with the range [min, max] seen over all calibration batches (0 always
+// included). `nonnegative` (set per instance after InsertObservers) starts the range at 0.
+Module activation_observer(const std::shared_ptr<torch::jit::CompilationUnit>& cu, const QuantizeOptions& options) {
+  Module observer = observer_module(cu, "ActivationMinMaxObserver", c10::ScalarType::QUInt8, c10::kPerTensorAffine, 0,
+                                    options.reduce_range ? 127 : 255);
+  observer.register_buffer("min_val", torch::tensor(std::numeric_limits<float>::infinity()));
+  observer.register_buffer("max_val", torch::tensor(-std::numeric_limits<float>::infinity()));
+  observer.register_attribute("nonnegative", c10::BoolType::get(), false);
+  observer.define(std::string(R"(
+def forward(self, x: Tensor) -> Tensor:
+    values = x.detach()
+    self.min_val = torch.minimum(self.min_val, torch.min(values))
+    self.max_val = torch.maximum(self.max_val, torch.max(values))
+    return x
+
+def calculate_qparams(self) -> Tuple[Tensor, Tensor]:
+    low = torch.clamp(self.min_val, max=0.0)
+    if self.nonnegative:
+        low = torch.zeros_like(low)
+    high = torch.clamp(self.max_val, min=0.0)
+    scale = torch.clamp((high - low) / float(self.quant_max - self.quant_min), min=)") +
+                  kMinScale + R"()
+    zero_point = torch.round(low / scale).long().neg() + self.quant_min
+    return scale, torch.clamp(zero_point, self.quant_min, self.quant_max)
+)");
+  return observer;
+}
+
+// Per-output-channel symmetric qint8 (zero point 0, as oneDNN requires for weights); axis 0 is
+// the output channel of conv [out, in, kh, kw] and linear [out, in] weights.
+Module weight_observer(const std::shared_ptr<torch::jit::CompilationUnit>& cu) {
+  Module observer =
+      observer_module(cu, "WeightPerChannelObserver", c10::ScalarType::QInt8, c10::kPerChannelSymmetric, -128, 127);
+  observer.register_attribute("ch_axis", c10::IntType::get(), int64_t{0});
+  observer.register_buffer("min_val", torch::empty({0}));
+  observer.register_buffer("max_val", torch::empty({0}));
+  observer.define(std::string(R"(
+def forward(self, x: Tensor) -> Tensor:
+    rows = x.detach().flatten(1)
+    self.min_val = torch.amin(rows, 1)
+    self.max_val = torch.amax(rows, 1)
+    return x
+
+def calculate_qparams(self) -> Tuple[Tensor, Tensor]:
+    bound = torch.maximum(torch.clamp(self.min_val, max=0.0).neg(), torch.clamp(self.max_val, min=0.0))
+    scale = torch.clamp(bound / (float(self.quant_max - self.quant_min) / 2.0), min=)") +
+                  kMinScale + R"()
+    return scale, torch.zeros_like(scale).long()
+)");
+  return observer;
+}
+
+// Whether `value` reaches a ReLU through nothing but max-pooling, each step its only use: then
+// its negative values never matter (max-pooling commutes with ReLU), so quantizing it from 0
+// spends all levels on what survives.
+bool only_feeds_relu(const torch::jit::Value* value) {
+  static const auto relu = c10::Symbol::fromQualString("aten::relu");
+  static const auto relu_ = c10::Symbol::fromQualString("aten::relu_");
+  static const auto max_pool2d = c10::Symbol::fromQualString("aten::max_pool2d");
+  while (value->uses().size() == 1 && value->uses()[0].offset == 0) {
+    const torch::jit::Node* user = value->uses()[0].user;
+    if (user->kind() == relu || user->kind() == relu_) return true;
+    if (user->kind() != max_pool2d) return false;
+    value = user->output();
+  }
+  return false;
+}
+
+// Sets `nonnegative` on the observers (submodules "_observer_<n>" that InsertObservers added,
+// called as prim::CallMethod forward in the graph) of values that only feed a ReLU.
+int64_t observe_relu_inputs_from_zero(Module& module) {
+  int64_t marked = 0;
+  for (torch::jit::Node* node : module.get_method("forward").graph()->nodes()) {
+    if (node->kind() != c10::prim::CallMethod || node->s(c10::attr::name) != "forward") continue;
+    const torch::jit::Node* owner = node->input(0)->node();
+    if (owner->kind() != c10::prim::GetAttr) continue;
+    const std::string name = owner->s(c10::attr::name);
+    if (name.rfind("_observer_", 0) != 0 || !only_feeds_relu(node->output())) continue;
+    Module observer = module.attr(name).toModule();
+    if (!observer.hasattr("nonnegative")) continue;  // a weight observer
+    observer.setattr("nonnegative", true);
+    ++marked;
+  }
+  return marked;
+}
+
+// quantized::conv2d / quantized::linear then ReLU -> quantized::conv2d_relu / linear_relu: one
+// kernel, one pass over the output. The same numbers: a quantized ReLU clamps at the zero point,
+// as the fused kernels do. (QuantFusion fuses only a ReLU between the op and its quantize; here
+// the observer sits on the op's output, since maas's traced graphs have no ReLU modules for
+// InsertObservers' conv-ReLU patterns to find.)
+void fuse_quantized_relu(std::shared_ptr<torch::jit::Graph>& graph) {
+  for (const char* op : {"conv2d", "linear"}) {
+    for (const char* relu : {"aten::relu", "aten::relu_"}) {
+      torch::jit::SubgraphRewriter rewriter;
+      rewriter.RegisterRewritePattern(std::string(R"(
+graph(%a, %packed, %scale, %zero_point):
+    %r = quantized::)") + op + R"((%a, %packed, %scale, %zero_point)
+    %o = )" + relu + R"((%r)
+    return (%o))",
+                                      std::string(R"(
+graph(%a, %packed, %scale, %zero_point):
+    %o = quantized::)") + op + R"(_relu(%a, %packed, %scale, %zero_point)
+    return (%o))");
+      rewriter.runOnGraph(graph);
+    }
+  }
+}
+
+// LibTorch's quantized max_pool2d reads kernel_size, stride, padding and dilation as two-element
+// lists, while the float one also takes one element for both sides and an empty stride (= the
+// kernel size), which is how torch::max_pool2d(x, 2) records them; spelled out here, so the int8
+// graph pools what the float graph pooled.
+void spell_out_pooling_arguments(torch::jit::Graph& graph) {
+  static const auto max_pool2d = c10::Symbol::fromQualString("aten::max_pool2d");
+  for (torch::jit::Node* node : graph.nodes()) {
+    if (node->kind() != max_pool2d || node->inputs().size() < 5) continue;
+    std::vector<std::vector<int64_t>> lists;
+    for (size_t i = 1; i <= 4; ++i) {
+      const auto constant = torch::jit::toIValue(node->input(i));
+      if (!constant || !constant->isIntList()) break;
+      lists.push_back(constant->toIntVector());
+    }
+    if (lists.size() != 4 || lists[0].empty()) continue;
+    if (lists[1].empty()) lists[1] = lists[0];  // stride defaults to the kernel size
+    torch::jit::WithInsertPoint here(node);
+    for (size_t i = 0; i < lists.size(); ++i) {
+      if (lists[i].size() == 1) lists[i] = {lists[i][0], lists[i][0]};
+      node->replaceInput(i + 1, graph.insertConstant(c10::IValue(lists[i])));
+    }
+  }
+}
+
+void count_in(const torch::jit::Block* block, const c10::Symbol kind, int64_t& count) {
+  for (const torch::jit::Node* node : block->nodes()) {
+    count += node->kind() == kind;
+    for (const torch::jit::Block* inner : node->blocks()) count_in(inner, kind, count);
+  }
+}
+
+// Runs `step` and turns LibTorch's errors into an ArtifactError naming it.
+template <typename Fn>
+auto in_step(const std::string& step, Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const ArtifactError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw ArtifactError("int8 quantization failed in " + step + ": " + std::string(e.what()).substr(0, 600));
+  }
+}
+
+}  // namespace
+
+torch::Tensor calibration_images(const RunConfig& config, int64_t count) {
+  return load_dataset(config.data.dataset, config.data.root, Split::kTrain).head(count).images;
+}
+
+std::string int8_scheme(const QuantizeOptions& options) {
+  return std::string("post-training static: activations per-tensor affine quint8 0..") +
+         (options.reduce_range ? "127" : "255") +
+         " (min/max over the calibration images), weights per-channel symmetric qint8";
+}
+
+int64_t count_nodes(const torch::jit::Module& module, const std::string& kind) {
+  int64_t count = 0;
+  count_in(module.get_method("forward").graph()->block(), c10::Symbol::fromQualString(kind), count);
+  return count;
+}
+
+QuantizedModule quantize_static(const torch::jit::Module& float_module, const torch::Tensor& calibration_pixels,
+                                const QuantizeOptions& options) {
+  if (calibration_pixels.dim() != 4 || calibration_pixels.size(0) < 1)
+    throw ArtifactError("int8 quantization needs at least one calibration image [N, C, H, W]");
+  use_int8_engine();  // the packed weights are built for the engine current at Finalize
+  torch::NoGradGuard no_grad;
+  const std::vector<std::string> keep{"classes"};
+  Module module = in_step("freezing", [&] {
+    // Traced linear layers read t(weight) into addmm; freezing would fold t(weight) into a constant
+    // that InsertObservers no longer sees as a weight. FuseLinear makes them aten::linear first.
+    Module copy = float_module.clone();
+    for (auto& method : copy.get_methods()) {
+      auto graph = method.graph();
+      torch::jit::FuseLinear(graph);
+    }
+    Module frozen = torch::jit::freeze(copy, keep);
+    spell_out_pooling_arguments(*frozen.get_method("forward").graph());
+    return frozen;
+  });
+
+  const auto cu = module._ivalue()->compilation_unit();
+  const auto qconfig = in_step("defining the observers", [&] {
+    return torch::jit::QConfigDict{{"", torch::jit::QConfig{activation_observer(cu, options), weight_observer(cu)}}};
+  });
+  module = in_step("InsertObservers", [&] {
+    return torch::jit::InsertObservers(module, "forward", qconfig, /*inplace=*/true, torch::jit::QuantType::STATIC);
+  });
+  observe_relu_inputs_from_zero(module);
+  in_step("calibration", [&] {
+    const int64_t batch = std::max<int64_t>(1, options.calibration_batch);
+    for (int64_t begin = 0; begin < calibration_pixels.size(0); begin += batch)
+      module.forward({calibration_pixels.slice(0, begin, std::min(calibration_pixels.size(0), begin + batch))});
+  });
+  module = in_step("InsertQuantDeQuant", [&] {
+    return torch::jit::InsertQuantDeQuant(module, "forward", /*inplace=*/true, /*debug=*/false,
+                                          torch::jit::QuantType::STATIC);
+  });
+  QuantizedModule result;
+  result.module = in_step("Finalize", [&] { return torch::jit::Finalize(module, torch::jit::QuantType::STATIC, keep); });
+  auto graph = result.module.get_method("forward").graph();
+  torch::jit::ConstantPropagation(graph);
+  torch::jit::EliminateDeadCode(graph);
+  fuse_quantized_relu(graph);
+  result.module.eval();
+  result.quantized_convolutions =
+      count_nodes(result.module, "quantized::conv2d") + count_nodes(result.module, "quantized::conv2d_relu");
+  result.quantized_linears =
+      count_nodes(result.module, "quantized::linear") + count_nodes(result.module, "quantized::linear_relu");
+  result.float_fallbacks = count_nodes(result.module, "aten::dequantize");
+  if (result.quantized_convolutions + result.quantized_linears == 0)
+    throw ArtifactError("int8 quantization produced no int8 convolution or linear layer (the model's layers are not "
+                        "ones LibTorch's graph-mode quantization knows)");
+  return result;
+}
+
+}  // namespace maas

@@ -1,0 +1,58 @@
+// Post-training static int8 quantization of an artifact's module with LibTorch's graph-mode passes.
+#pragma once
+
+#include <torch/script.h>
+
+#include <cstdint>
+#include <string>
+
+#include "config.h"
+
+namespace maas {
+
+// The first `count` training images (uint8 [N, C, H, W]) of the run's data set, for calibration
+// (fewer when the set is smaller). Throws DataError when the data set cannot be read.
+torch::Tensor calibration_images(const RunConfig& config, int64_t count);
+
+struct QuantizeOptions {
+  int64_t calibration_batch = 256;  // images per calibration forward pass (memory, not results)
+  // 7-bit activations (0..127). Without AVX-512 VNNI, x86 int8 kernels multiply uint8 by int8 and
+  // add pairs into int16 (vpmaddubsw), which saturates unless one side has 7 bits: this is why
+  // PyTorch's fbgemm/x86 qconfigs reduce the activation range. The machine here has AVX2 only.
+  bool reduce_range = true;
+};
+
+// How quantize_static quantizes, for the artifact's metadata.
+std::string int8_scheme(const QuantizeOptions& options);
+
+// What quantize_static produced: the quantized module and what it runs.
+struct QuantizedModule {
+  torch::jit::Module module;
+  int64_t quantized_convolutions = 0;  // quantized::conv2d[_relu] nodes in forward
+  int64_t quantized_linears = 0;       // quantized::linear[_relu] nodes in forward
+  int64_t float_fallbacks = 0;         // aten::dequantize nodes: where the graph leaves int8 (at least the output)
+};
+
+// Statically quantizes `float_module` (an artifact module as build_torchscript makes it:
+// forward(images) normalizes pixels and runs the traced model; attribute `classes`):
+//   1. freeze (keeping `classes`): parameters become constants and LibTorch's frozen-graph
+//      folding merges each BatchNorm that directly follows a convolution into it;
+//   2. InsertObservers: per-tensor affine quint8 observers on activations (min/max; an
+//      activation whose only consumer is ReLU, possibly through max-pooling, is observed from 0,
+//      since the ReLU drops the negative half anyway), per-channel symmetric qint8 on weights;
+//   3. calibration: forward over `calibration_pixels` (uint8 or float [N, C, H, W], 0..255);
+//   4. InsertQuantDeQuant, Finalize (quantized::* kernels, weights prepacked for the engine),
+//      constant propagation and dead code elimination, as torch.ao.quantization.quantize_jit;
+//   5. quantized::conv2d / linear followed by ReLU become quantized::conv2d_relu / linear_relu.
+// The input stays raw pixels: the normalized tensor is what gets quantized. Ops without int8
+// kernels (GELU, amax, ...) run in float32 between a dequantize and a quantize.
+// Sets the process's quantized engine to kInt8Engine (artifact.h) first.
+// Requires N >= 1 and a module in eval mode; `float_module` is not modified.
+// Throws ArtifactError when the passes fail or nothing was quantized.
+QuantizedModule quantize_static(const torch::jit::Module& float_module, const torch::Tensor& calibration_pixels,
+                                const QuantizeOptions& options = {});
+
+// Counts the nodes of `kind` (e.g. "quantized::conv2d") in `module`'s forward graph, nested blocks included.
+int64_t count_nodes(const torch::jit::Module& module, const std::string& kind);
+
+}  // namespace maas
