@@ -267,7 +267,7 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
          << 100 * (report.trained_test_acc - report.artifact_test_acc) << " points of test accuracy (float32 "
          << 100 * report.trained_test_acc << "%, int8 " << 100 * report.artifact_test_acc << "%), more than the "
          << 100 * options.max_accuracy_drop << " allowed; nothing written. Export float32, or calibrate on "
-         << "more images (--calibration-images)";
+         << "more images (--calibration-images), or accept the loss (--max-accuracy-drop)";
     throw ArtifactError(loss.str());
   }
 

@@ -29,6 +29,8 @@ int main(int argc, char** argv) {
        cxxopts::value<std::string>())
       ("calibration-images", "with --quantize int8: training images the observers see",
        cxxopts::value<int64_t>()->default_value("1024"))
+      ("max-accuracy-drop", "with --quantize int8: refuse the artifact when it loses more test accuracy than this, in points",
+       cxxopts::value<double>()->default_value("1"))
       ("tta", "test-time augmentation baked into forward: " + tta_names_text() +
        " (default: the run's eval.tta)", cxxopts::value<std::string>())
       ("verify-images", "test images compared logit by logit (at least 256)",
@@ -61,6 +63,11 @@ int main(int argc, char** argv) {
     }
     o.calibration_images = args["calibration-images"].as<int64_t>();
     if (o.calibration_images < 1) throw maas::UsageError("--calibration-images must be >= 1");
+    const double drop_points = args["max-accuracy-drop"].as<double>();
+    if (!(drop_points >= 0 && drop_points <= 100)) throw maas::UsageError("--max-accuracy-drop must be in 0..100 points");
+    if (args.count("max-accuracy-drop") && o.weights != maas::WeightFormat::kInt8)
+      throw maas::UsageError("--max-accuracy-drop applies to --quantize int8 only");
+    o.max_accuracy_drop = drop_points / 100;
     maas::export_run(o, &std::cerr);
     return 0;
   });

@@ -453,6 +453,19 @@ TEST(ExportCli, AnUnknownTtaIsAUsageErrorNamingTheChoices) {
   EXPECT_FALSE(std::filesystem::exists(dir.file("model.pt")));
 }
 
+TEST(ExportCli, MaxAccuracyDropIsInPointsAndOnlyForInt8) {
+  TempDir dir;
+  const std::string export_command = std::string(MAAS_BINARY_DIR) + "/maas-export --run " + dir.file("no-run") +
+                                     " --out " + dir.file("model.pt") + " ";
+  const std::string log = dir.file("log.txt");
+  EXPECT_EQ(run_command(export_command + "--max-accuracy-drop 2", log), 2);
+  EXPECT_NE(read_text(log).find("applies to --quantize int8 only"), std::string::npos) << read_text(log);
+  EXPECT_EQ(run_command(export_command + "--quantize int8 --max-accuracy-drop 101", log), 2);
+  EXPECT_NE(read_text(log).find("0..100 points"), std::string::npos) << read_text(log);
+  EXPECT_EQ(run_command(export_command + "--quantize int8 --max-accuracy-drop 2.5", log), 1);
+  EXPECT_NE(read_text(log).find("run directory not found"), std::string::npos) << read_text(log);
+}
+
 }  // namespace
 }  // namespace maas
 
