@@ -11,6 +11,10 @@ artifacts=()
 export_one() {  # RUN NAME [maas-export flags]
   local run=$1 name=$2
   shift 2
+  if [ ! -f "$run/best.pt" ]; then
+    echo "deploy_table: $run has no best.pt: $name left out of the table" >&2
+    return
+  fi
   [ -f "$out/$name.pt" ] || build/bin/maas-export --run "$run" --out "$out/$name.pt" --tta none "$@"
   artifacts+=("$out/$name.pt")
 }
