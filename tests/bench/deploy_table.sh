@@ -15,6 +15,14 @@ export_one() {  # RUN NAME [maas-export flags]
     echo "deploy_table: $run has no best.pt: $name left out of the table" >&2
     return
   fi
+  # An interrupted run's best.pt is not its result: its metrics.csv must hold every epoch.
+  local epochs done_epochs
+  epochs=$(sed -n 's/^  epochs: *\([0-9]*\).*/\1/p' "$run/config.yaml")
+  done_epochs=$(($(wc -l < "$run/metrics.csv") - 1))
+  if [ "$done_epochs" != "$epochs" ]; then
+    echo "deploy_table: $run holds $done_epochs of $epochs epochs (resume it first): $name left out of the table" >&2
+    return
+  fi
   [ -f "$out/$name.pt" ] || build/bin/maas-export --run "$run" --out "$out/$name.pt" --tta none "$@"
   artifacts+=("$out/$name.pt")
 }
