@@ -26,21 +26,18 @@ Loaded load(const std::string& path) {
   Loaded l{serving_module(artifact), artifact.info, {}};
   l.about.artifact = path;
   l.about.file_bytes = static_cast<int64_t>(std::filesystem::file_size(path));
+  // load_artifact checked the metadata's required keys; these are optional, read with a default.
   const auto metadata = nlohmann::json::parse(artifact.info.metadata_json, nullptr, false);
-  auto at = [&](std::initializer_list<const char*> keys) -> const nlohmann::json* {
-    const nlohmann::json* node = &metadata;
-    for (const char* key : keys) {
-      if (!node->is_object() || !node->contains(key)) return nullptr;
-      node = &(*node)[key];
+  auto value = [&](const char* pointer, auto fallback) {
+    try {
+      return metadata.value(nlohmann::json::json_pointer(pointer), fallback);
+    } catch (const nlohmann::json::exception&) {  // present with another type
+      return fallback;
     }
-    return node;
   };
-  const auto* weights = at({"model", "weights"});
-  l.about.weights = weights && weights->is_string() ? weights->get<std::string>() : "float32";
-  if (const auto* macs = at({"model", "macs_per_image"}); macs && macs->is_number_integer()) l.about.macs = macs->get<int64_t>();
-  const auto* acc = at({"quantization", "int8_test_acc"});
-  if (!acc) acc = at({"verification", "artifact_test_acc"});
-  if (acc && acc->is_number()) l.about.test_acc = acc->get<double>();
+  l.about.weights = value("/model/weights", std::string("float32"));
+  l.about.macs = value("/model/macs_per_image", int64_t{0});
+  l.about.test_acc = value("/quantization/int8_test_acc", value("/verification/artifact_test_acc", -1.0));
   return l;
 }
 

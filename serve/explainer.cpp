@@ -26,6 +26,9 @@ int64_t explain_batch_images(const ExplainRequest& request) {
 Explainer::Explainer(torch::jit::Module module, ArtifactInfo info) : module_(std::move(module)), info_(std::move(info)) {}
 
 void Explainer::check(const ExplainRequest& r) const {
+  if (!info_.quantization_engine.empty())
+    throw std::invalid_argument("its weights are int8 and quantized kernels have no gradients; serve the run's "
+                                "float32 export beside it to explain its answers");
   const auto& image = r.image;
   if (!image.defined() || image.dim() != 4 || image.size(0) != 1 || image.size(1) != info_.channels ||
       image.size(2) != info_.height || image.size(3) != info_.width)

@@ -72,8 +72,9 @@ class Explainer {
   // passes a clone of the loaded artifact taken before optimizing its own.
   Explainer(torch::jit::Module module, ArtifactInfo info);
 
-  // Throws std::invalid_argument naming the problem: image not uint8/float32 [1, C, H, W] of the
-  // model's size, pixels outside 0..255, target outside the classes, steps < 1, baseline outside 0..255.
+  // Throws std::invalid_argument naming the problem: an int8 model (quantized kernels have no
+  // gradients), image not uint8/float32 [1, C, H, W] of the model's size, pixels outside 0..255,
+  // target outside the classes, steps < 1, baseline outside 0..255.
   void check(const ExplainRequest& request) const;
 
   // Computes the attribution (one forward and one backward of explain_batch_images() images),

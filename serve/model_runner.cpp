@@ -36,16 +36,12 @@ ModelRunner::ModelRunner(std::string name, int64_t version, Artifact artifact, B
   const auto zeros = torch::zeros({1, info_.channels, info_.height, info_.width}, torch::kUInt8);
   for (int64_t b = 1; b <= options_.max_batch_size; b *= 2)
     module_.forward({torch::zeros({b, info_.channels, info_.height, info_.width}, torch::kUInt8)});
-  if (!info_.quantization_engine.empty()) {
-    explainer_error_ = "its weights are int8 and quantized kernels have no gradients; serve the run's float32 "
-                       "export beside it to explain its answers";
-  } else {
-    try {
-      for (int i = 0; i < 2; ++i) explainer_.explain({zeros});
-    } catch (const std::exception& e) {
-      // Predictions need not suffer for a graph autograd cannot differentiate: explain() says why.
-      explainer_error_ = e.what();
-    }
+  try {
+    for (int i = 0; i < 2; ++i) explainer_.explain({zeros});
+  } catch (const std::exception& e) {
+    // Predictions need not suffer for a model that cannot be explained (int8, or a graph autograd
+    // cannot differentiate): explain() says why.
+    explainer_error_ = e.what();
   }
   const int64_t cores = core_count();
   const int64_t instances = options_.instances > 0 ? options_.instances : cores;

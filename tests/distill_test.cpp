@@ -74,12 +74,7 @@ TEST(Distill, ARunWithATeacherUsesItsPredictions) {
   TempDir data, dir, with_teacher, without;
   testing::write_tiny_cifar(data.path(), 20, 20);
   testing::write_bytes(dir.file("teacher.pt"), testing::random_cnn_artifact(3, testing::kCifar10Classes));
-  RunConfig config;
-  config.data.root = data.path();
-  config.model.name = "cnn";
-  config.train.epochs = 1;
-  config.train.batch_size = 16;
-  config.train.threads = 1;
+  RunConfig config = testing::tiny_run_config(data.path());
   config.augment.translate = 2;
   config.augment.flip = "random";
   const TrainResult plain = train(config, without.path(), false, {});

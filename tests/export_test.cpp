@@ -31,12 +31,7 @@ class ExportTest : public ::testing::Test {
  protected:
   void SetUp() override {
     testing::write_tiny_cifar(data_.path(), 20, 300);
-    RunConfig config;
-    config.data.root = data_.path();
-    config.train.epochs = 1;
-    config.train.batch_size = 16;
-    config.train.threads = 1;
-    train(config, run_dir(), false, {});
+    train(testing::tiny_run_config(data_.path()), run_dir(), false, {});
   }
   std::string run_dir() const { return run_.file("run"); }
   ExportOptions options(const std::string& out_name) const {

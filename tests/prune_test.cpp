@@ -87,18 +87,12 @@ TEST(Prune, KeepsTheChannelsTheCriterionRanksHighest) {
   auto resnet = make_model("resnet9", kSpec);
   const std::string all_equal = testing::error_of([&] { prune_channels(*resnet, named("resnet9"), kSpec, 0.5, PruneCriterion::kBnScale); });
   EXPECT_NE(all_equal.find("all equal"), std::string::npos) << all_equal;
+  std::vector<torch::Tensor> bn_scales;  // 1-D weights: BatchNorm scales, in registration order
   for (auto& p : resnet->named_parameters())
     if (p.value().dim() == 1 && p.key().size() > 7 && p.key().substr(p.key().size() - 7) == ".weight")
-      p.value().uniform_(0.5, 1.0);
-  int64_t scaled = -1;
-  for (auto& p : resnet->named_parameters()) {
-    if (p.value().dim() == 1 && p.key().size() > 7 && p.key().substr(p.key().size() - 7) == ".weight") {
-      p.value()[0].fill_(50);  // channel 0 of the first BatchNorm: the first stage
-      scaled = 0;
-      break;
-    }
-  }
-  ASSERT_EQ(scaled, 0);
+      bn_scales.push_back(p.value().uniform_(0.5, 1.0));
+  ASSERT_FALSE(bn_scales.empty());
+  bn_scales.front()[0].fill_(50);  // channel 0 of the first BatchNorm: the first stage
   const auto bn = prune_channels(*resnet, named("resnet9"), kSpec, 0.5, PruneCriterion::kBnScale);
   EXPECT_EQ(bn.kept[0].front(), 0);
   EXPECT_NE(testing::error_of([&] { prune_channels(*cnn, named("cnn"), kSpec, 0.5, PruneCriterion::kBnScale); })
@@ -140,12 +134,7 @@ INSTANTIATE_TEST_SUITE_P(Registry, PruneEveryArchitecture, ::testing::ValuesIn(a
 TEST(Prune, APrunedRunFineTunesResumesAndExports) {
   TempDir data, source, pruned_run;
   testing::write_tiny_cifar(data.path(), 20, 20);
-  RunConfig config;
-  config.data.root = data.path();
-  config.model.name = "cnn";
-  config.train.epochs = 1;
-  config.train.batch_size = 16;
-  config.train.threads = 1;
+  const RunConfig config = testing::tiny_run_config(data.path());
   train(config, source.path(), false, {});
 
   RunConfig fine = config;

@@ -110,6 +110,15 @@ std::string tiny_cifar_records(int64_t count, std::mt19937_64& rng) {
 
 }  // namespace
 
+RunConfig tiny_run_config(const std::string& data_dir, int64_t epochs) {
+  RunConfig c;
+  c.data.root = data_dir;
+  c.train.epochs = epochs;
+  c.train.batch_size = 16;
+  c.train.threads = 1;
+  return c;
+}
+
 void write_tiny_cifar(const std::string& dir, int64_t per_file, int64_t test, uint64_t seed) {
   fs::create_directories(dir);
   std::mt19937_64 rng(seed);

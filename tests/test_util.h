@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "config.h"
+
 namespace maas::testing {
 
 // CIFAR-10's class names in label order.
@@ -39,6 +41,10 @@ class TempDir {
 // Writes a learnable CIFAR-10-layout data set into `dir`: each class has its own colour and
 // stripe pattern plus noise. `per_file` records in each of the five train files, `test` in the test file.
 void write_tiny_cifar(const std::string& dir, int64_t per_file, int64_t test, uint64_t seed = 1);
+
+// A seconds-long run of the seed CNN on the data in `data_dir` (write_tiny_cifar): `epochs` epochs,
+// batches of 16, one thread; everything else at its default.
+RunConfig tiny_run_config(const std::string& data_dir, int64_t epochs = 1);
 
 // The least metadata.json an artifact may have (format, model name, 3x32x32 input, classes).
 std::string minimal_metadata(const std::vector<std::string>& classes, const std::string& model = "cnn");

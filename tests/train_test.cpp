@@ -26,11 +26,7 @@ namespace {
 using testing::TempDir;
 
 RunConfig tiny_config(const std::string& data_dir, int64_t epochs) {
-  RunConfig c;
-  c.data.root = data_dir;
-  c.train.epochs = epochs;
-  c.train.batch_size = 16;
-  c.train.threads = 1;
+  RunConfig c = testing::tiny_run_config(data_dir, epochs);
   c.train.seed = 7;
   return c;
 }

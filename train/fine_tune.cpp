@@ -23,13 +23,22 @@ struct Source {
   std::vector<std::string> classes;              // what its head's outputs mean, in order
 };
 
+}  // namespace
+
+std::map<std::string, torch::Tensor> named_tensors(const torch::nn::Module& module) {
+  std::map<std::string, torch::Tensor> tensors;
+  for (const auto& p : module.named_parameters()) tensors[p.key()] = p.value();
+  for (const auto& b : module.named_buffers()) tensors[b.key()] = b.value();
+  return tensors;
+}
+
+namespace {
+
 Source read_source(const std::string& path) {
   Source source;
   try {
     const CheckpointReader reader(path);
-    auto model = reader.load_model();
-    for (const auto& p : model->named_parameters()) source.tensors[p.key()] = p.value().detach();
-    for (const auto& b : model->named_buffers()) source.tensors[b.key()] = b.value().detach();
+    for (const auto& [name, tensor] : named_tensors(*reader.load_model())) source.tensors[name] = tensor.detach();
     source.classes = reader.meta().classes;
     return source;
   } catch (const CheckpointError& checkpoint_error) {

@@ -2,12 +2,17 @@
 #pragma once
 
 #include <iosfwd>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "models.h"
 
 namespace maas {
+
+// A module's parameters and buffers by name (one namespace in a torch::nn::Module), sharing storage:
+// what model.init and pruning copy tensor by tensor.
+std::map<std::string, torch::Tensor> named_tensors(const torch::nn::Module& module);
 
 // Copies the weights of `path` into `model`, tensor by tensor by name (parameters and BatchNorm
 // statistics). `path` is a maas-train checkpoint (.pt of a run) or a float32 maas artifact. The

@@ -9,19 +9,12 @@
 
 #include "checkpoint.h"
 #include "config.h"
+#include "fine_tune.h"
 
 namespace maas {
 namespace {
 
 using TensorMap = std::map<std::string, torch::Tensor>;
-
-// Parameters and buffers by name (they share one namespace in a torch::nn::Module).
-TensorMap tensors_of(torch::nn::Module& module) {
-  TensorMap tensors;
-  for (const auto& p : module.named_parameters()) tensors[p.key()] = p.value();
-  for (const auto& b : module.named_buffers()) tensors[b.key()] = b.value();
-  return tensors;
-}
 
 // A tensor dimension that holds stage `stage`'s channels, `multiplicity` consecutive entries each.
 struct StageDim {
@@ -54,7 +47,7 @@ StageDims find_stage_dims(const ModelOptions& options, const std::vector<int64_t
     auto probe_widths = widths;
     ++probe_widths[k];
     auto wider = make_model(with_widths(options, probe_widths), spec);
-    const TensorMap grown = tensors_of(*wider);
+    const TensorMap grown = named_tensors(*wider);
     if (grown.size() != base.size()) throw std::invalid_argument(where + "its tensors change with its widths");
     for (const auto& [name, tensor] : grown) {
       const auto found = base.find(name);
@@ -145,7 +138,7 @@ PrunedNetwork prune_channels(ClassifierImpl& source, const ModelOptions& options
   torch::NoGradGuard no_grad;
   const RngRestorer keep_rng;
   const std::vector<int64_t> widths = resolved_widths(options);
-  const TensorMap tensors = tensors_of(source);
+  const TensorMap tensors = named_tensors(source);
   const StageDims dims = find_stage_dims(options, widths, spec, tensors);
   const auto scores = rank_channels(tensors, dims, widths, criterion, options.name);
 
@@ -190,7 +183,7 @@ PrunedNetwork prune_channels(ClassifierImpl& source, const ModelOptions& options
   result.options = with_widths(options, chosen);
   result.model = make_model(result.options, spec);
   result.model->train(source.is_training());
-  for (auto& [name, target] : tensors_of(*result.model)) {
+  for (auto& [name, target] : named_tensors(*result.model)) {
     torch::Tensor value = tensors.at(name).detach();
     for (int64_t d = 0; d < value.dim(); ++d) {
       const auto dim = dims.find({name, d});
@@ -215,8 +208,8 @@ PrunedNetwork prune_channels(ClassifierImpl& source, const ModelOptions& options
 
 void copy_pruned_weights(const PrunedNetwork& pruned, torch::nn::Module& model) {
   torch::NoGradGuard no_grad;
-  const TensorMap from = tensors_of(*pruned.model);
-  TensorMap into = tensors_of(model);
+  const TensorMap from = named_tensors(*pruned.model);
+  TensorMap into = named_tensors(model);
   if (from.size() != into.size()) throw std::invalid_argument("the pruned network has other tensors than the model");
   for (auto& [name, target] : into) {
     const auto source = from.find(name);
