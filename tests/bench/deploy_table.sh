@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 12's deployment table: each model exported without TTA as float32 and as static int8, then
 # measured as maas-serve runs it (`maas-bench artifacts`: file size, MACs, test accuracy, batch 1
-# latency and batch 32 images/s at 1 and 2 threads). Exports are kept in runs/deploy and reused.
+# latency and batch 32 images/s at 1 and 2 threads), then served by one maas-serve (`maas-bench serve`).
+# Exports are kept in runs/deploy and reused.
 # Needs the runs README "Smaller and faster models" lists. Usage: tests/bench/deploy_table.sh [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -37,5 +38,31 @@ export_one runs/fast fast-f32
 export_one runs/fast fast-int8 --quantize int8 --max-accuracy-drop 100
 export_one runs/fast_pruned fast-pruned-f32
 export_one runs/fast_pruned fast-pruned-int8 --quantize int8 --max-accuracy-drop 100
-IFS=,
-build/bin/maas-bench artifacts --artifacts "${artifacts[*]}" --threads 1,2 --seconds "${1:-1.5}"
+seconds=${1:-1.5}
+(IFS=,; build/bin/maas-bench artifacts --artifacts "${artifacts[*]}" --threads 1,2 --seconds "$seconds")
+
+# Served: every artifact in one maas-serve (default settings: a worker per core, one LibTorch thread
+# each), loaded by maas-bench serve's closed-loop clients over binary KServe v2 requests of 32 images,
+# 4 at a time (the load generator shares the 2 cores). One model at a time is loaded with requests.
+port=${DEPLOY_TABLE_PORT:-8731}
+serve_args=()
+for a in "${artifacts[@]}"; do serve_args+=(--model "$(basename "$a" .pt)=$a"); done
+log=$(mktemp)
+build/bin/maas-serve --port "$port" "${serve_args[@]}" 2> "$log" &
+server=$!
+trap 'kill "$server" 2> /dev/null; wait "$server" 2> /dev/null; rm -f "$log"' EXIT
+for _ in $(seq 600); do  # models load before the server answers: up to 60 s
+  grep -q "ready on" "$log" && break
+  kill -0 "$server" 2> /dev/null || { cat "$log" >&2; exit 1; }
+  sleep 0.1
+done
+grep -q "ready on" "$log" || { echo "deploy_table: maas-serve not ready after 60 s" >&2; exit 1; }
+echo
+echo "| artifact | served images/s (binary, 32 images/request, 4 clients) | p50 ms |"
+echo "|---|---:|---:|"
+for a in "${artifacts[@]}"; do
+  name=$(basename "$a" .pt)
+  row=$(build/bin/maas-bench serve --url "http://127.0.0.1:$port" --model "$name" --protocols binary \
+          --images-per-request 32 --concurrency 4 --seconds "$seconds" | grep '^| binary | 32 | 4 |')
+  echo "$row" | awk -F'|' -v n="$name" '{gsub(/ /, "", $5); gsub(/ /, "", $7); print "| " n " | " $5 " | " $7 " |"}'
+done
