@@ -55,18 +55,44 @@ TEST(Distill, TheTeacherMustKnowTheSameClassesAndImages) {
   DistillOptions options;
   options.teacher = dir.file("teacher.pt");
   const ModelSpec spec{3, 32, 32, 10};
-  EXPECT_EQ(testing::error_of([&] { make_distillation_loss(options, 0, spec, testing::kCifar10Classes); }), "");
+  const auto pixels = torch::randint(0, 256, {4, 3, 32, 32}, torch::kUInt8);
+  const auto labels = torch::tensor({0, 1, 2, 3}, torch::kLong);
+  EXPECT_EQ(testing::error_of([&] { make_distillation(options, 0, spec, testing::kCifar10Classes, pixels, labels); }), "");
   auto renamed = testing::kCifar10Classes;
   std::swap(renamed[2], renamed[3]);
-  EXPECT_NE(testing::error_of([&] { make_distillation_loss(options, 0, spec, renamed); }).find("distill.teacher="),
+  EXPECT_NE(testing::error_of([&] { make_distillation(options, 0, spec, renamed, pixels, labels); }).find("distill.teacher="),
             std::string::npos);
-  EXPECT_NE(testing::error_of([&] { make_distillation_loss(options, 0, {3, 28, 28, 10}, testing::kCifar10Classes); })
+  EXPECT_NE(testing::error_of([&] { make_distillation(options, 0, {3, 28, 28, 10}, testing::kCifar10Classes, pixels, labels); })
                 .find("takes 3x32x32 images"),
             std::string::npos);
   options.teacher = dir.file("missing.pt");
-  EXPECT_NE(testing::error_of([&] { make_distillation_loss(options, 0, spec, testing::kCifar10Classes); })
+  EXPECT_NE(testing::error_of([&] { make_distillation(options, 0, spec, testing::kCifar10Classes, pixels, labels); })
                 .find("distill.teacher="),
             std::string::npos);
+}
+
+// The run's log line measures the teacher on training images and flags nearly uniform soft targets.
+TEST(Distill, TheSummaryGivesTheTeachersAccuracyAndSoftness) {
+  TempDir dir;
+  testing::write_bytes(dir.file("teacher.pt"), testing::random_cnn_artifact(3, testing::kCifar10Classes));
+  DistillOptions options;
+  options.teacher = dir.file("teacher.pt");
+  const ModelSpec spec{3, 32, 32, 10};
+  const auto pixels = torch::randint(0, 256, {8, 3, 32, 32}, torch::kUInt8);
+  torch::Tensor predicted;
+  {
+    torch::NoGradGuard no_grad;
+    predicted = load_artifact(options.teacher).module.forward({pixels}).toTensor().argmax(1);
+  }
+  options.temperature = 4;  // a random teacher's logits are close together: softened, nearly uniform
+  const Distillation soft = make_distillation(options, 0, spec, testing::kCifar10Classes, pixels, predicted);
+  EXPECT_NE(soft.summary.find("on 8 training images the teacher is 100.0% right"), std::string::npos) << soft.summary;
+  EXPECT_NE(soft.summary.find("lower distill.temperature"), std::string::npos) << soft.summary;
+  options.temperature = 0.001;  // sharpened until the top class takes nearly all the probability
+  const Distillation sharp =
+      make_distillation(options, 0, spec, testing::kCifar10Classes, pixels, (predicted + 1).remainder(10));
+  EXPECT_NE(sharp.summary.find("the teacher is 0.0% right"), std::string::npos) << sharp.summary;
+  EXPECT_EQ(sharp.summary.find("lower distill.temperature"), std::string::npos) << sharp.summary;
 }
 
 // The teacher sees the student's augmented pixels: its loss term is the one the step minimizes.

@@ -1,6 +1,9 @@
 // Knowledge distillation (see distill.h).
 #include "distill.h"
 
+#include <iomanip>
+#include <sstream>
+
 #include "artifact.h"
 
 namespace maas {
@@ -16,8 +19,9 @@ torch::Tensor distillation_loss(const torch::Tensor& student_logits, const torch
   return alpha * temperature * temperature * kl + (1 - alpha) * hard;
 }
 
-LossFunction make_distillation_loss(const DistillOptions& options, double label_smoothing, const ModelSpec& spec,
-                                    const std::vector<std::string>& classes) {
+Distillation make_distillation(const DistillOptions& options, double label_smoothing, const ModelSpec& spec,
+                               const std::vector<std::string>& classes, const torch::Tensor& sample_pixels,
+                               const torch::Tensor& sample_labels) {
   Artifact artifact;
   try {
     artifact = load_artifact(options.teacher);
@@ -37,7 +41,8 @@ LossFunction make_distillation_loss(const DistillOptions& options, double label_
   // Frozen and optimized as maas-serve runs it: the teacher only ever runs forward.
   auto teacher = std::make_shared<torch::jit::Module>(torch::jit::optimize_for_inference(artifact.module));
   const double t = options.temperature, alpha = options.alpha;
-  return [teacher, t, alpha, label_smoothing](const torch::Tensor& logits, const Batch& batch) {
+  Distillation result;
+  result.loss = [teacher, t, alpha, label_smoothing](const torch::Tensor& logits, const Batch& batch) {
     torch::Tensor soft;
     {
       torch::NoGradGuard no_grad;
@@ -45,6 +50,25 @@ LossFunction make_distillation_loss(const DistillOptions& options, double label_
     }
     return distillation_loss(logits, soft, batch.labels, t, alpha, label_smoothing);
   };
+
+  torch::Tensor logits;
+  {
+    torch::NoGradGuard no_grad;
+    logits = teacher->forward({sample_pixels}).toTensor();
+  }
+  const double accuracy = logits.argmax(1).eq(sample_labels).to(torch::kDouble).mean().item<double>();
+  const double top = torch::softmax(logits.to(torch::kDouble) / t, 1).amax(1).mean().item<double>();
+  const double uniform = 1.0 / static_cast<double>(classes.size());
+  std::ostringstream line;
+  line << std::fixed << std::setprecision(1) << "distillation: teacher " << options.teacher << ", temperature " << t
+       << ", alpha " << alpha << "; on " << sample_pixels.size(0) << " training images the teacher is "
+       << 100 * accuracy << "% right, its mean top probability at T=" << t << " is " << std::setprecision(3) << top
+       << " (uniform: " << uniform << ")";
+  if (top < 3 * uniform)
+    line << ": nearly uniform soft targets teach little beyond label smoothing (a teacher trained with label "
+            "smoothing is soft already); lower distill.temperature";
+  result.summary = line.str();
+  return result;
 }
 
 }  // namespace maas

@@ -38,6 +38,8 @@ using Clock = std::chrono::steady_clock;
 
 // Training images that train.data_init hands the architecture (airbench whitens from 5000).
 constexpr int64_t kDataInitImages = 5000;
+// Training images the run's log describes a distillation teacher on (its accuracy and softness).
+constexpr int64_t kTeacherSampleImages = 1000;
 
 const char* kMetricsHeader = "epoch,train_loss,train_acc,test_loss,test_acc,lr,images_per_s,seconds";
 
@@ -282,10 +284,15 @@ TrainResult train(const RunConfig& config, const std::string& run_dir, bool resu
                       std::to_string(total_steps) + " steps (" + std::to_string(steps) +
                       " a epoch): the average would never be updated; lower train.ema_every");
   const TtaMode tta = parse_tta_mode(config.eval.tta);
-  const LossFunction loss_of =
-      hooks.loss                        ? hooks.loss
-      : !config.distill.teacher.empty() ? make_distillation_loss(config.distill, opt.label_smoothing, spec, meta.classes)
-                                        : label_smoothed_cross_entropy(opt.label_smoothing);
+  Distillation distillation;
+  if (!hooks.loss && !config.distill.teacher.empty()) {
+    const ImageSet sample = train_set.head(kTeacherSampleImages);
+    distillation = make_distillation(config.distill, opt.label_smoothing, spec, meta.classes, sample.images,
+                                     sample.labels);
+  }
+  const LossFunction loss_of = hooks.loss          ? hooks.loss
+                               : distillation.loss ? distillation.loss
+                                                   : label_smoothed_cross_entropy(opt.label_smoothing);
   std::string frozen_layer;
   auto freeze_stem_if_due = [&](int64_t epochs_done) {
     if (opt.stem_epochs > 0 && epochs_done >= opt.stem_epochs && frozen_layer.empty()) {
@@ -313,9 +320,7 @@ TrainResult train(const RunConfig& config, const std::string& run_dir, bool resu
          << "x" << spec.height << "x" << spec.width << ", " << spec.classes << " classes; run directory " << run_dir
          << "\n";
     if (resume) *log << "resuming after epoch " << meta.epoch << ", batch " << meta.step << "\n";
-    if (!hooks.loss && !config.distill.teacher.empty())
-      *log << "distillation: teacher " << config.distill.teacher << ", temperature " << config.distill.temperature
-           << ", alpha " << config.distill.alpha << "\n";
+    if (!distillation.summary.empty()) *log << distillation.summary << "\n";
     if (group)
       *log << "data-parallel: " << group->size() << " processes, " << torch::get_num_threads()
            << " threads each here; each computes 1/" << group->size() << " of every batch of " << opt.batch_size << "\n";
