@@ -91,7 +91,9 @@ TEST(Distill, TheSummaryGivesTheTeachersAccuracyAndSoftness) {
   options.temperature = 0.001;  // sharpened until the top class takes nearly all the probability
   const Distillation sharp =
       make_distillation(options, 0, spec, testing::kCifar10Classes, pixels, (predicted + 1).remainder(10));
-  EXPECT_NE(sharp.summary.find("the teacher is 0.0% right"), std::string::npos) << sharp.summary;
+  EXPECT_NE(sharp.summary.find("temperature 0.001, alpha 0.5; on 8 training images the teacher is 0.0% right"),
+            std::string::npos)
+      << sharp.summary;
   EXPECT_EQ(sharp.summary.find("lower distill.temperature"), std::string::npos) << sharp.summary;
 }
 

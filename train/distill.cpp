@@ -60,10 +60,10 @@ Distillation make_distillation(const DistillOptions& options, double label_smoot
   const double top = torch::softmax(logits.to(torch::kDouble) / t, 1).amax(1).mean().item<double>();
   const double uniform = 1.0 / static_cast<double>(classes.size());
   std::ostringstream line;
-  line << std::fixed << std::setprecision(1) << "distillation: teacher " << options.teacher << ", temperature " << t
-       << ", alpha " << alpha << "; on " << sample_pixels.size(0) << " training images the teacher is "
-       << 100 * accuracy << "% right, its mean top probability at T=" << t << " is " << std::setprecision(3) << top
-       << " (uniform: " << uniform << ")";
+  line << "distillation: teacher " << options.teacher << ", temperature " << t << ", alpha " << alpha << "; on "
+       << sample_pixels.size(0) << " training images the teacher is " << std::fixed << std::setprecision(1)
+       << 100 * accuracy << "% right, its mean top probability at T=" << std::defaultfloat << t << " is "
+       << std::fixed << std::setprecision(3) << top << " (uniform: " << uniform << ")";
   if (top < 3 * uniform)
     line << ": nearly uniform soft targets teach little beyond label smoothing (a teacher trained with label "
             "smoothing is soft already); lower distill.temperature";
