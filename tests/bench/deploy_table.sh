@@ -33,6 +33,7 @@ export_one runs/cnn_pruned cnn-pruned-f32
 export_one runs/cnn_pruned cnn-pruned-int8 --quantize int8
 export_one runs/cnn_aug10 cnn-10ep-f32
 export_one runs/cnn_distill10 cnn-10ep-distilled-f32
+export_one runs/cnn_distill30 cnn-distilled-f32
 export_one runs/fast fast-f32
 # airbench's int8 loses more than maas-export's 1-point default: written here only to be measured.
 export_one runs/fast fast-int8 --quantize int8 --max-accuracy-drop 100
