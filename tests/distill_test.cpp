@@ -49,11 +49,17 @@ TEST(Distill, LossMatchesAHandComputation) {
               1e-12);
 }
 
-TEST(Distill, TheTeacherMustKnowTheSameClassesAndImages) {
-  TempDir dir;
+// Options naming a random seed-CNN teacher for CIFAR-10's classes, written into `dir`.
+DistillOptions random_teacher(const TempDir& dir) {
   testing::write_bytes(dir.file("teacher.pt"), testing::random_cnn_artifact(3, testing::kCifar10Classes));
   DistillOptions options;
   options.teacher = dir.file("teacher.pt");
+  return options;
+}
+
+TEST(Distill, TheTeacherMustKnowTheSameClassesAndImages) {
+  TempDir dir;
+  DistillOptions options = random_teacher(dir);
   const ModelSpec spec{3, 32, 32, 10};
   const auto pixels = torch::randint(0, 256, {4, 3, 32, 32}, torch::kUInt8);
   const auto labels = torch::tensor({0, 1, 2, 3}, torch::kLong);
@@ -74,9 +80,7 @@ TEST(Distill, TheTeacherMustKnowTheSameClassesAndImages) {
 // The run's log line measures the teacher on training images and flags nearly uniform soft targets.
 TEST(Distill, TheSummaryGivesTheTeachersAccuracyAndSoftness) {
   TempDir dir;
-  testing::write_bytes(dir.file("teacher.pt"), testing::random_cnn_artifact(3, testing::kCifar10Classes));
-  DistillOptions options;
-  options.teacher = dir.file("teacher.pt");
+  DistillOptions options = random_teacher(dir);
   const ModelSpec spec{3, 32, 32, 10};
   const auto pixels = torch::randint(0, 256, {8, 3, 32, 32}, torch::kUInt8);
   torch::Tensor predicted;
@@ -101,12 +105,11 @@ TEST(Distill, TheSummaryGivesTheTeachersAccuracyAndSoftness) {
 TEST(Distill, ARunWithATeacherUsesItsPredictions) {
   TempDir data, dir, with_teacher, without;
   testing::write_tiny_cifar(data.path(), 20, 20);
-  testing::write_bytes(dir.file("teacher.pt"), testing::random_cnn_artifact(3, testing::kCifar10Classes));
   RunConfig config = testing::tiny_run_config(data.path());
   config.augment.translate = 2;
   config.augment.flip = "random";
   const TrainResult plain = train(config, without.path(), false, {});
-  config.distill.teacher = dir.file("teacher.pt");
+  config.distill.teacher = random_teacher(dir).teacher;
   config.distill.alpha = 1;  // only the teacher: a random teacher's soft targets, not the labels
   const TrainResult distilled = train(config, with_teacher.path(), false, {});
   ASSERT_EQ(distilled.history.size(), 1u);
