@@ -31,6 +31,16 @@ def seconds_per_call(fn, iterations):
     return (time.perf_counter() - start) / iterations
 
 
+def alternate(run_float, run_int8, rounds, iterations):
+    """Seconds per call of each, over `rounds` alternating rounds: ([float32...], [int8...])."""
+    float_seconds, int8_seconds = [], []
+    with torch.no_grad():
+        for _ in range(rounds):
+            float_seconds.append(seconds_per_call(run_float, iterations))
+            int8_seconds.append(seconds_per_call(run_int8, iterations))
+    return float_seconds, int8_seconds
+
+
 def float_path(module, example):
     return torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(module.eval(), example)))
 
@@ -99,14 +109,9 @@ def main():
         qconv.scale, qconv.zero_point = 0.05, 64
         qx = torch.quantize_per_tensor(x, 0.05, 64, torch.quint8)
         ops = 2 * batch * cin * cout * 9 * size * size
-        ratios, flops, iops = [], [], []
-        with torch.no_grad():
-            for _ in range(args.rounds):
-                tf = seconds_per_call(lambda: fast(x), args.iterations)
-                tq = seconds_per_call(lambda: qconv(qx), args.iterations)
-                ratios.append(tf / tq)
-                flops.append(ops / tf / 1e9)
-                iops.append(ops / tq / 1e9)
+        tfs, tqs = alternate(lambda: fast(x), lambda: qconv(qx), args.rounds, args.iterations)
+        ratios = [tf / tq for tf, tq in zip(tfs, tqs)]
+        flops, iops = [ops / tf / 1e9 for tf in tfs], [ops / tq / 1e9 for tq in tqs]
         print(f"| {cin}->{cout} at {size}x{size} | {statistics.median(flops):.0f} | {statistics.median(iops):.0f} | "
               f"{statistics.median(ratios):.2f}x | {', '.join(f'{r:.2f}' for r in ratios)} |")
 
@@ -124,14 +129,9 @@ def main():
             fast = float_path(net, x)
             q = quantized(net, x)
             dequantize = str(q.forward.graph).count("aten::dequantize")
-            ratios, fs, qs = [], [], []
-            with torch.no_grad():
-                for _ in range(args.rounds):
-                    tf = seconds_per_call(lambda: fast(x), args.iterations)
-                    tq = seconds_per_call(lambda: q(x), args.iterations)
-                    ratios.append(tf / tq)
-                    fs.append(batch / tf)
-                    qs.append(batch / tq)
+            tfs, tqs = alternate(lambda: fast(x), lambda: q(x), args.rounds, args.iterations)
+            ratios = [tf / tq for tf, tq in zip(tfs, tqs)]
+            fs, qs = [batch / tf for tf in tfs], [batch / tq for tq in tqs]
             print(f"| {name}, {order} | {statistics.median(fs):.0f} | {statistics.median(qs):.0f} | "
                   f"{statistics.median(ratios):.2f}x | {dequantize} | {', '.join(f'{r:.2f}' for r in ratios)} |")
 
