@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "artifact.h"
+#include "cpu_info.h"
 #include "explainer.h"
 #include "files.h"
 #include "http_server.h"
@@ -455,14 +456,16 @@ TEST_F(HttpTest, LoadBenchMeasuresEveryProtocolAgainstTheServer) {
   EXPECT_EQ(table.find("| image | 4 |"), std::string::npos) << table;     // an upload is one image
   EXPECT_EQ(table.find("| binary | 4 | 8 |"), std::string::npos) << table;  // 32 images > queue of 16
   EXPECT_NE(table.find("Skipped 4 images/request at concurrency 8"), std::string::npos) << table;
+  EXPECT_EQ(table.rfind(cpu_line(this_cpu()) + "\n", 0), 0u) << table;  // the report names its CPU first
   EXPECT_EQ(table.find("Errors:"), std::string::npos) << table;
 }
 
-// The README's Python client (the python block after its marker), run as written against this server.
+// The docs' Python client (docs/serving.md, the python block after its marker), run as written
+// against this server.
 TEST_F(HttpTest, ReadmePythonClientRunsAgainstTheServer) {
   if (std::system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") != 0)
     GTEST_SKIP() << "Debian's python3 with numpy is missing (apt-get install python3-torch brings both)";
-  const std::string readme = read_text(std::string(MAAS_SOURCE_DIR) + "/README.md");
+  const std::string readme = read_text(std::string(MAAS_SOURCE_DIR) + "/docs/serving.md");
   const size_t marker = readme.find("ReadmePythonClientRunsAgainstTheServer runs the next python block");
   ASSERT_NE(marker, std::string::npos);
   const size_t begin = readme.find("```python\n", marker) + 10, end = readme.find("```", begin);
