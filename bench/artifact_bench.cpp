@@ -9,6 +9,7 @@
 #include <ostream>
 
 #include "artifact.h"
+#include "cpu_info.h"
 #include "latency.h"
 #include "model_runner.h"
 
@@ -44,6 +45,7 @@ Loaded load(const std::string& path) {
 }  // namespace
 
 std::vector<ArtifactBenchRow> run_artifact_bench(const ArtifactBenchOptions& options, std::ostream& out) {
+  out << cpu_line(this_cpu()) << "\n\n" << std::flush;  // figures depend on the CPU's kernels: a copied report names it
   torch::NoGradGuard no_grad;
   std::vector<Loaded> loaded;
   for (const auto& path : options.artifacts) loaded.push_back(load(path));

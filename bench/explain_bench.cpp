@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "artifact.h"
+#include "cpu_info.h"
 #include "files.h"
 #include "image.h"
 #include "latency.h"
@@ -38,6 +39,7 @@ void run_explain_bench(const ExplainBenchOptions& o, std::ostream& out) {
   std::vector<ExplainCase> cases;
   for (const int64_t steps : o.steps) cases.push_back({ExplainMethod::kIntegratedGradients, steps});
   cases.push_back({ExplainMethod::kGradientTimesInput, 1});
+  out << cpu_line(this_cpu()) << "\n\n";  // figures depend on the CPU's kernels: a copied report names it
   out << "| where | method | steps | explanations/s | p50 ms | p90 ms | p99 ms |\n|---|---|---:|---:|---:|---:|---:|"
       << std::endl;
   if (!o.artifact.empty()) {

@@ -12,6 +12,7 @@
 #include "artifact.h"
 #include "checkpoint.h"
 #include "config.h"
+#include "cpu_info.h"
 #include "exporter.h"
 #include "latency.h"
 #include "quantize.h"
@@ -58,6 +59,7 @@ std::vector<InferenceBenchRow> run_inference_bench(const InferenceBenchOptions& 
       {std::string("int8 static (") + kInt8Engine + ")", scripted(quantize_static(build(), calibration).module)},
   };
 
+  out << cpu_line(this_cpu()) << "\n\n";  // figures depend on the CPU's kernels: a copied report names it
   out << "| variant | batch | images/s | p50 ms | p99 ms |\n|---|---:|---:|---:|---:|\n" << std::flush;
   std::vector<InferenceBenchRow> rows;
   for (const auto& [name, forward] : variants) {

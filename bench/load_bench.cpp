@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "artifact.h"
+#include "cpu_info.h"
 #include "image.h"
 #include "latency.h"
 #include "model_runner.h"
@@ -202,6 +203,7 @@ void run_load_bench(const LoadBenchOptions& o, std::ostream& out) {
   const int64_t most = *std::max_element(o.images_per_request.begin(), o.images_per_request.end());
   const auto images = torch::randint(0, 256, {most, shape[1], shape[2], shape[3]}, torch::kUInt8);
 
+  out << cpu_line(this_cpu()) << "\n\n";  // figures depend on the CPU's kernels: a copied report names it
   out << "| protocol | images/request | concurrency | images/s | % of in-process best | p50 ms | p90 ms | p99 ms | errors |\n"
       << "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n" << std::flush;
   std::vector<std::string> failures;  // printed after the table

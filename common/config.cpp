@@ -400,6 +400,13 @@ std::vector<std::string> resume_conflicts(const RunConfig& saved, const RunConfi
   return conflicts;
 }
 
+std::vector<std::string> run_config_keys() {
+  RunConfig config;
+  std::vector<std::string> keys;
+  for (const auto& field : fields_of(config)) keys.push_back(field.key);
+  return keys;
+}
+
 std::string to_yaml(const RunConfig& config) {
   RunConfig copy = config;
   return fields_to_yaml(fields_of(copy));

@@ -116,7 +116,7 @@ struct PruneOptions {
   std::string criterion = "l1";   // which channels stay: "l1" (filter L1 norms) or "bn_scale" (|BatchNorm scale|)
 };
 
-// Data-parallel training (several processes launched by torchrun, PyTorchJob or SLURM; README).
+// Data-parallel training (several processes launched by torchrun, PyTorchJob or SLURM; docs/training.md).
 struct DistributedOptions {
   double timeout_s = 120;  // forming the group, and each collective: a rank silent this long is taken as lost
 };
@@ -152,6 +152,10 @@ std::string to_yaml(const RunConfig& config);
 // eval batch size, memory format, evaluation, model.init) may differ; train.epochs may not when
 // the schedule or the EMA warmup spans the run.
 std::vector<std::string> resume_conflicts(const RunConfig& saved, const RunConfig& requested);
+
+// Every dotted key a run config knows ("data.dataset", ..., "distributed.timeout_s"), in the order
+// configs list them; what `--set key=value` and YAML files may name.
+std::vector<std::string> run_config_keys();
 
 // The value of one field as YAML text ("32", "[64, 128]", "cnn").
 std::string field_value_yaml(const ConfigField& field);

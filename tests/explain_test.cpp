@@ -127,7 +127,7 @@ Artifact seed_artifact() {
 
 // The seed CNN through the runner (the serving path): the attributions sum to logit(image) -
 // logit(black) within 5% on every sample image, for the predicted class and for another one, at
-// 64 steps (where the logit moves by 0.01 at least). At the default 16 they do not always (README: up to 37% on the trained seed run, and
+// 64 steps (where the logit moves by 0.01 at least). At the default 16 they do not always (docs/benchmarks.md: up to 37% on the trained seed run, and
 // on this randomly initialized CNN, whose logits hardly move, up to 280%); the error shrinks with steps.
 TEST(Explainer, CompletenessWithinFivePercentOnTheSeedCnn) {
   const auto files = sample_images();

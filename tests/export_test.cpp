@@ -151,7 +151,7 @@ TEST_F(ExportTest, FrozenVariantVerifies) {
 }
 
 // The loss of a tiny model on 300 tiny test images is noisy; int8 tests allow this much
-// (maas-export's default is 1 point, measured on real runs in README).
+// (maas-export's default is 1 point, measured on real runs in docs/benchmarks.md).
 constexpr double kTinyRunAccuracyDrop = 0.05;
 
 // --quantize int8: static quantization; the file runs int8 kernels, loads through the careful

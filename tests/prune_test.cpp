@@ -10,6 +10,7 @@
 #include "artifact_bench.h"
 #include "checkpoint.h"
 #include "config.h"
+#include "cpu_info.h"
 #include "exporter.h"
 #include "prune.h"
 #include "test_util.h"
@@ -175,7 +176,7 @@ TEST(Prune, APrunedRunFineTunesResumesAndExports) {
 }
 
 // maas-bench artifacts: one row per artifact and thread count, with what the metadata says (the
-// table of pruned and int8 models in README comes from it).
+// table of pruned and int8 models in docs/benchmarks.md comes from it).
 TEST(ArtifactBench, ReportsEachArtifactsMetadataAndSpeed) {
   TempDir dir;
   testing::write_bytes(dir.file("a.pt"), testing::random_cnn_artifact(1, testing::kCifar10Classes,
@@ -200,6 +201,8 @@ TEST(ArtifactBench, ReportsEachArtifactsMetadataAndSpeed) {
     EXPECT_GT(r.batch1_p50_ms, 0);
     EXPECT_GT(r.batch32_images_per_s, 0);
   }
+  // The report starts with the CPU it ran on, so a table copied into the docs carries it.
+  EXPECT_EQ(out.str().rfind(cpu_line(this_cpu()) + "\n", 0), 0u) << out.str();
   EXPECT_NE(out.str().find("| 1234 | 50.00% | 1 |"), std::string::npos) << out.str();
   EXPECT_NE(out.str().find("| 0 | - | 1 |"), std::string::npos) << out.str();
   EXPECT_THROW(run_artifact_bench({{dir.file("missing.pt")}}, out), ArtifactError);

@@ -34,7 +34,7 @@ torch::Tensor CnnImpl::forward(torch::Tensor x) {
   x = torch::max_pool2d(conv2_->forward(x), 2).relu_();
   x = conv3_->forward(x).relu_();
   // Plain Linear layers: with OpenBLAS (.ci/install-deps) they are as fast as running them as
-  // whole-map convolutions through oneDNN in training, and faster at batch 1 (README, "BLAS").
+  // whole-map convolutions through oneDNN in training, and faster at batch 1 (docs/benchmarks.md, "BLAS").
   return fc2_->forward(fc1_->forward(x.flatten(1)).relu_());
 }
 

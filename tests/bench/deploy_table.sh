@@ -3,7 +3,7 @@
 # measured as maas-serve runs it (`maas-bench artifacts`: file size, MACs, test accuracy, batch 1
 # latency and batch 32 images/s at 1 and 2 threads), then served by one maas-serve (`maas-bench serve`).
 # Exports are kept in runs/deploy and reused.
-# Needs the runs README "Smaller and faster models" lists. Usage: tests/bench/deploy_table.sh [SECONDS]
+# Needs the runs docs/benchmarks.md "Smaller and faster models" lists. Usage: tests/bench/deploy_table.sh [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=runs/deploy

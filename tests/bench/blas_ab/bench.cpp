@@ -1,5 +1,5 @@
 // A/B: the seed CNN with its fc layers as whole-map convolutions (A, its code before OpenBLAS)
-// against plain Linear on flatten (B, its code now). Standalone: see README "BLAS" for the commands.
+// against plain Linear on flatten (B, its code now). Standalone: see docs/benchmarks.md "BLAS" for the commands.
 #include <torch/torch.h>
 #include <algorithm>
 #include <chrono>

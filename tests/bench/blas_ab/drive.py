@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Runs the BLAS A/B program (bench.cpp) only when the machine is otherwise idle and marks runs
-during which other processes used the CPU. README "BLAS":
+during which other processes used the CPU. docs/benchmarks.md "BLAS":
   /usr/bin/python3 tests/bench/blas_ab/drive.py LABEL REPEATS build-blas/bench"""
 import os, subprocess, sys, time, json, re
 NCPU = os.cpu_count()
