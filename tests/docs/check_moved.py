@@ -17,6 +17,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CPU_COLUMN = re.compile(r"^\| (CPU|EPYC-AVX2|Xeon-AVX512[^|]*) \| ")
 
 
+# What the move changed on purpose, and why (shown, not counted as missing).
+INTENDED = {
+    "row: | `docs/` | images the README shows, made by the pipeline (`docs/cat-why.png`: see Explanations) |":
+        "docs/ now holds these pages too (docs/design.md's folder table)",
+    "code span: `model.architecture`": "metadata keys written as JSON, so the docs test does not take them for config keys",
+    "code span: `model.macs_per_image`": "as above",
+    'code span: `model.weights: "int8"`': "as above",
+    "key: model.architecture": "as above",
+    "key: model.macs_per_image": "as above",
+    "key: model.weights": "as above",
+    "code line: [--quantize int8 [--calibration-images 1024]] [--tta none|flip|flip_translate]":
+        "the maas-export synopsis now lists every flag (docs/export.md)",
+}
+
+
 def norm(text):
     return re.sub(r"\s+", " ", text).strip()
 
@@ -75,6 +90,9 @@ def main():
     missing += ["code span: `" + s + "`" for s in spans if s not in new_norm]
     missing += ["code line: " + c for c in code_lines if c not in new_norm]
     missing += ["key: " + k for k in keys if k not in new]
+    for m in [m for m in missing if m in INTENDED]:
+        print("changed on purpose:", m, "--", INTENDED[m])
+    missing = [m for m in missing if m not in INTENDED]
     for m in missing:
         print("missing", m)
     print(f"{len(rows)} table rows, {len(spans)} code spans, {len(code_lines)} code lines, {len(keys)} keys "
