@@ -150,11 +150,20 @@ class Converter {
       throw OnnxConversionError(kind_of(user) + " reads a constant of type " + std::string(c10::toString(t.scalar_type())) +
                                 " (float32, int64 and uint8 convert)");
     const auto dense = t.contiguous().cpu();
+    std::string raw(static_cast<const char*>(dense.data_ptr()), dense.nbytes());  // little-endian, as x86
+    // One initializer per distinct tensor: TTA traces the network once per view, and freezing
+    // gives each view its own copy of the same weights.
+    std::string key = std::to_string(type) + ":";
+    for (const int64_t d : dense.sizes()) key += std::to_string(d) + ",";
+    key += ":" + raw;
+    const auto known = initializers_.find(key);
+    if (known != initializers_.end()) return known->second;
     auto* proto = graph_.add_initializer();
     proto->set_name(fresh(base));
     proto->set_data_type(type);
     for (const int64_t d : dense.sizes()) proto->add_dims(d);
-    proto->set_raw_data(std::string(static_cast<const char*>(dense.data_ptr()), dense.nbytes()));  // little-endian x86
+    proto->set_raw_data(std::move(raw));
+    initializers_.emplace(std::move(key), proto->name());
     return proto->name();
   }
   std::string float_scalar(double value, const std::string& base, const Node* user) {
@@ -206,6 +215,7 @@ class Converter {
   const Value* output_;
   std::unordered_map<const Value*, std::string> names_;
   std::unordered_set<std::string> used_;
+  std::unordered_map<std::string, std::string> initializers_;  // type, dims and bytes -> name
 };
 
 using Conversion = std::function<void(Converter&, const Node*)>;

@@ -154,6 +154,7 @@ ExportReport export_onnx(OnnxExport& w, StepLog& step) {
 
   step.begin("save");
   w.metadata["format"] = "onnx";
+  w.metadata["input"]["dtype"] = "uint8";  // the ONNX input is typed: uint8 only (TorchScript takes float32 too)
   w.metadata["onnx"] = {{"opset", kOnnxOpset}, {"ir_version", kOnnxIrVersion}, {"nodes", report.onnx_nodes}};
   w.metadata["verification"] = verification;
   for (const auto& [key, value] : onnx_metadata_props(w.metadata)) {

@@ -99,6 +99,8 @@ int run_process(const std::vector<std::string>& argv, const std::string& out, co
 
 }  // namespace
 
+std::string default_onnx_runtime_dir() { return MAAS_ONNXRT_DIR; }
+
 std::string onnx_runtime_unavailable(const OnnxRuntimeOptions& options) {
   if (find_executable(options.node).empty())
     return "Node.js ('" + options.node + "') is not installed; ONNX Runtime comes from npm's onnxruntime-node";

@@ -14,11 +14,13 @@
 
 namespace maas {
 
+// The source tree's export/onnxrt, where `npm ci --ignore-scripts` installs onnxruntime-node.
+std::string default_onnx_runtime_dir();
+
 struct OnnxRuntimeOptions {
   std::string node = "node";        // the Node.js executable (searched on PATH when it has no '/')
-  std::string package_dir = MAAS_ONNXRT_DIR;  // holds run.mjs and node_modules/onnxruntime-node
-                                              // (`npm ci --ignore-scripts` there); default: the
-                                              // source tree's export/onnxrt
+  std::string package_dir = default_onnx_runtime_dir();  // holds run.mjs and node_modules/onnxruntime-node
+                                                       // (`npm ci --ignore-scripts` there)
   int timeout_seconds = 600;        // the whole run; then the process is killed
 };
 

@@ -218,7 +218,8 @@ class OnnxExportTest : public ::testing::Test {
 };
 
 TEST_F(OnnxExportTest, WithoutOnnxRuntimeTheCheckIsSkippedAndSaid) {
-  TempDir empty;
+  TempDir empty;  // the script without the npm package, as before `npm ci` ran there
+  testing::write_bytes(empty.file("run.mjs"), read_text(OnnxRuntimeOptions{}.package_dir + "/run.mjs"));
   auto o = options("model.onnx");
   o.onnx_runtime.package_dir = empty.path();
   std::ostringstream log;
