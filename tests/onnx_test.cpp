@@ -17,6 +17,7 @@
 #include "onnx_builder.h"
 #include "onnx_runtime.h"
 #include "test_util.h"
+#include "tiny_run.h"
 #include "torchscript_builder.h"
 #include "trainer.h"
 #include "tta.h"
@@ -202,11 +203,7 @@ TEST(OnnxConversion, TheConvertedGraphPassesTheChecker) {
 // A tiny trained seed-CNN run for the CLI and failure cases.
 class OnnxExportTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    testing::write_tiny_cifar(data_.path(), 20, 40);
-    train(testing::tiny_run_config(data_.path()), run_dir(), false, {});
-  }
-  std::string run_dir() const { return run_.file("run"); }
+  std::string run_dir() const { return tiny_.run_dir(); }
   ExportOptions options(const std::string& out_name) const {
     ExportOptions o;
     o.run_dir = run_dir();
@@ -214,7 +211,8 @@ class OnnxExportTest : public ::testing::Test {
     o.format = ArtifactFormat::kOnnx;
     return o;
   }
-  TempDir data_, run_, out_;
+  testing::TinyTrainedRun tiny_{40};
+  TempDir& out_ = tiny_.out;
 };
 
 TEST_F(OnnxExportTest, WithoutOnnxRuntimeTheCheckIsSkippedAndSaid) {
