@@ -13,6 +13,8 @@
 #include <stdexcept>
 
 #include "checkpoint.h"
+#include "export_steps.h"
+#include "onnx_exporter.h"
 #include "config.h"
 #include "files.h"
 #include "image.h"
@@ -22,29 +24,7 @@
 namespace maas {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using nlohmann::json;
-
-// Prints one line per finished step: name, what it did, how long it took.
-class StepLog {
- public:
-  explicit StepLog(std::ostream* out) : out_(out) {}
-  void begin(const std::string& step) {
-    step_ = step;
-    started_ = Clock::now();
-  }
-  void end(const std::string& detail) {
-    const double ms = std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
-    if (out_)
-      *out_ << std::left << std::setw(10) << step_ << detail << "  (" << std::fixed << std::setprecision(0) << ms
-            << " ms)\n" << std::flush;
-  }
-
- private:
-  std::ostream* out_;
-  std::string step_;
-  Clock::time_point started_;
-};
 
 json yaml_to_json(const YAML::Node& node) {
   if (node.IsMap()) {
@@ -92,19 +72,6 @@ std::string checkpoint_path(const ExportOptions& o) {
   return o.checkpoint;
 }
 
-// Logits of `logits_of` (a batch of uint8 images -> logits) for the whole set, `batch` at a time.
-template <typename Fn>
-torch::Tensor logits_on(const ImageSet& set, int64_t batch, Fn&& logits_of) {
-  std::vector<torch::Tensor> parts;
-  for (int64_t begin = 0; begin < set.size(); begin += batch)
-    parts.push_back(logits_of(set.images.slice(0, begin, std::min(set.size(), begin + batch))));
-  return torch::cat(parts);
-}
-
-double accuracy(const torch::Tensor& logits, const torch::Tensor& labels) {
-  return logits.argmax(1).eq(labels).to(torch::kFloat64).mean().item<double>();
-}
-
 // Refuses an --out that is one of the run's own files or the checkpoint being exported: writing
 // the artifact there would destroy the run (a later --resume or export fails). Compares resolved
 // paths, and file identity when both exist, so "RUN/./last.pt" and links are caught too.
@@ -123,6 +90,22 @@ void refuse_overwriting_run_files(const ExportOptions& o) {
   }
 }
 
+// Refuses, before any work, what the chosen format cannot do.
+void check_format_options(const ExportOptions& o) {
+  if (o.format != ArtifactFormat::kOnnx) return;
+  if (o.weights == WeightFormat::kInt8)
+    throw std::invalid_argument(
+        "--quantize int8 is not available with --format onnx yet: maas's int8 graph is LibTorch's quantized "
+        "operators (oneDNN packed weights), which have no QDQ conversion; export float32 ONNX, or int8 TorchScript");
+}
+
+void write_samples(const ImageSet& test_set, const std::vector<std::string>& classes, const std::string& dir,
+                   StepLog& step) {
+  step.begin("samples");
+  write_class_samples(test_set, classes, dir);
+  step.end("one test image per class in " + dir + "/ (PNG)");
+}
+
 }  // namespace
 
 ExportReport export_run(const ExportOptions& options, std::ostream* log) {
@@ -130,6 +113,7 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
   StepLog step(log);
   ExportReport report;
 
+  check_format_options(options);
   step.begin("load");
   if (!std::filesystem::is_directory(options.run_dir))
     throw CheckpointError(options.run_dir + ": run directory not found");
@@ -210,6 +194,19 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
                     {"best_test_acc", meta.best_test_acc}}},
   };
 
+  // The same TTA around the C++ model, so the comparison is logit for logit.
+  auto trained_logits = [&](const torch::Tensor& pixels) {
+    return tta_logits([&](const torch::Tensor& x) { return trained->forward(x); }, meta.normalization.apply(pixels),
+                      tta);
+  };
+  if (options.format == ArtifactFormat::kOnnx) {
+    metadata["model"]["frozen"] = true;  // the ONNX graph is converted from the frozen module
+    OnnxExport onnx{options, module, meta, test_set, config.train.eval_batch_size, tta, metadata, trained_logits};
+    report = export_onnx(onnx, step);
+    if (!options.samples_dir.empty()) write_samples(test_set, meta.classes, options.samples_dir, step);
+    return report;
+  }
+
   if (options.optimize && !int8) {
     step.begin("optimize");
     module = torch::jit::freeze(module);
@@ -227,11 +224,6 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
                           std::to_string(pixels.size(0)) + " images (does the model's forward depend on the batch "
                           "size?); nothing written. " + std::string(e.what()).substr(0, 300));
     }
-  };
-  // The same TTA around the C++ model, so the comparison is logit for logit.
-  auto trained_logits = [&](const torch::Tensor& pixels) {
-    return tta_logits([&](const torch::Tensor& x) { return trained->forward(x); }, meta.normalization.apply(pixels),
-                      tta);
   };
   // One pass of each over the test set: the first n images are compared, all are scored.
   const auto trained_all = logits_on(test_set, config.train.eval_batch_size, trained_logits);
@@ -287,21 +279,25 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
   report.file_bytes = static_cast<int64_t>(std::filesystem::file_size(options.out));
   step.end(options.out + ", " + std::to_string(report.file_bytes) + " bytes");
 
-  if (!options.samples_dir.empty()) {
-    step.begin("samples");
-    std::filesystem::create_directories(options.samples_dir);
-    for (size_t c = 0; c < meta.classes.size(); ++c) {
-      const auto matches = test_set.labels.eq(static_cast<int64_t>(c)).nonzero();
-      if (matches.size(0) == 0) continue;
-      std::string file = meta.classes[c];
-      for (char& ch : file)
-        if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_') ch = '_';
-      const std::string png = encode_png(test_set.images[matches[0][0].item<int64_t>()]);
-      write_text_atomically(options.samples_dir + "/" + file + ".png", png);
-    }
-    step.end("one test image per class in " + options.samples_dir + "/ (PNG)");
-  }
+  if (!options.samples_dir.empty()) write_samples(test_set, meta.classes, options.samples_dir, step);
   return report;
+}
+
+}  // namespace maas
+
+namespace maas {
+
+void write_class_samples(const ImageSet& test_set, const std::vector<std::string>& classes, const std::string& dir) {
+  std::filesystem::create_directories(dir);
+  for (size_t c = 0; c < classes.size(); ++c) {
+    const auto matches = test_set.labels.eq(static_cast<int64_t>(c)).nonzero();
+    if (matches.size(0) == 0) continue;
+    std::string file = classes[c];
+    for (char& ch : file)
+      if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_') ch = '_';
+    const std::string png = encode_png(test_set.images[matches[0][0].item<int64_t>()]);
+    write_text_atomically(dir + "/" + file + ".png", png);
+  }
 }
 
 }  // namespace maas

@@ -1,4 +1,4 @@
-// maas-export: turns a maas-train run into a verified TorchScript artifact (see artifact.h).
+// maas-export: turns a maas-train run into a verified TorchScript artifact (see artifact.h) or ONNX file.
 #pragma once
 
 #include <iosfwd>
@@ -6,6 +6,7 @@
 #include <string>
 
 #include "artifact.h"
+#include "onnx_runtime.h"
 #include "quantize.h"
 #include "torchscript_builder.h"
 
@@ -16,6 +17,11 @@ enum class WeightFormat {
   kInt8,  // post-training static quantization: int8 kernels for conv/linear layers (quantize.h)
 };
 inline const char* to_string(WeightFormat format) { return format == WeightFormat::kInt8 ? "int8" : "float32"; }
+
+enum class ArtifactFormat {
+  kTorchScript,  // the maas artifact (artifact.h): LibTorch and PyTorch run it, maas-serve serves it
+  kOnnx,         // ONNX (opset kOnnxOpset, onnx_builder.h) converted from the same traced graph, frozen
+};
 
 struct ExportOptions {
   std::string run_dir;                         // a maas-train run directory (config.yaml + checkpoints)
@@ -32,6 +38,9 @@ struct ExportOptions {
   int64_t calibration_images = 1024;           // int8: first training images run through the observers;
                                                // ~1000 is where min/max ranges stop moving for CIFAR-10
   std::string samples_dir;                     // if set: one test image per class as <class>.png here
+  ArtifactFormat format = ArtifactFormat::kTorchScript;
+  OnnxRuntimeOptions onnx_runtime;             // ONNX: the runtime that verifies the file (skipped, and
+                                               // said so, when it is not installed)
 };
 
 // With TTA, "trained model" below means tta_logits around the trained model's forward.
@@ -43,9 +52,16 @@ struct ExportReport {
   double artifact_test_acc = 0;   // artifact on the whole test set
   int64_t file_bytes = 0;
   int64_t calibration_images = 0;  // int8: images the observers saw
+  std::string onnx_runtime;          // ONNX: the ONNX Runtime version that verified the file, "" when skipped
+  std::string onnx_runtime_skipped;  // ONNX: why ONNX Runtime did not run ("" when it did)
+  int64_t onnx_nodes = 0;            // ONNX: nodes in the graph
 };
 
-// Exports, verifies (before anything is written) and saves. Progress goes to `log` (may be null).
+// Exports, verifies (before anything is written) and saves. ONNX: converted from the traced
+// graph, checked by onnx::checker, and its logits from ONNX Runtime compared with the trained
+// model's on the whole test set (batches of eval_batch_size, 1 and 7). Throws
+// std::invalid_argument for options the format cannot honour and OnnxConversionError for an
+// operator without a conversion. Progress goes to `log` (may be null).
 // Throws ConfigError/CheckpointError/DataError/ArtifactError with a message naming the problem;
 // on a failed verification the output file is not created.
 ExportReport export_run(const ExportOptions& options, std::ostream* log);

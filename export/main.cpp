@@ -19,10 +19,15 @@ std::string tta_names_text() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  cxxopts::Options options("maas-export", "Turn a maas-train run into a verified, self-describing TorchScript file.");
+  cxxopts::Options options("maas-export",
+                           "Turn a maas-train run into a verified, self-describing TorchScript or ONNX file.");
   options.add_options()
       ("run", "maas-train run directory", cxxopts::value<std::string>())
-      ("out", "artifact to write, e.g. model.pt", cxxopts::value<std::string>())
+      ("out", "artifact to write, e.g. model.pt (model.onnx with --format onnx)", cxxopts::value<std::string>())
+      ("format", "torchscript (the maas artifact) or onnx (opset 17, checked and run in ONNX Runtime)",
+       cxxopts::value<std::string>()->default_value("torchscript"))
+      ("onnxruntime-dir", "with --format onnx: the folder with onnxruntime-node installed (npm ci --ignore-scripts)",
+       cxxopts::value<std::string>())
       ("checkpoint", "best, last, or a checkpoint path", cxxopts::value<std::string>()->default_value("best"))
       ("optimize", "freeze the module (fold parameters into constants)")
       ("quantize", "int8: static post-training quantization, int8 kernels (only value: int8)",
@@ -50,6 +55,15 @@ int main(int argc, char** argv) {
         throw maas::UsageError("--tta takes " + tta_names_text() + ", got '" + args["tta"].as<std::string>() + "'");
       }
     }
+    const std::string format = args["format"].as<std::string>();
+    if (format == "onnx")
+      o.format = maas::ArtifactFormat::kOnnx;
+    else if (format != "torchscript")
+      throw maas::UsageError("--format takes torchscript or onnx, got '" + format + "'");
+    if (args.count("onnxruntime-dir")) {
+      if (o.format != maas::ArtifactFormat::kOnnx) throw maas::UsageError("--onnxruntime-dir applies to --format onnx only");
+      o.onnx_runtime.package_dir = args["onnxruntime-dir"].as<std::string>();
+    }
     o.run_dir = args["run"].as<std::string>();
     o.out = args["out"].as<std::string>();
     o.checkpoint = args["checkpoint"].as<std::string>();
@@ -60,6 +74,9 @@ int main(int argc, char** argv) {
       if (args["quantize"].as<std::string>() != "int8")
         throw maas::UsageError("--quantize takes only 'int8', got '" + args["quantize"].as<std::string>() + "'");
       o.weights = maas::WeightFormat::kInt8;
+      if (o.format == maas::ArtifactFormat::kOnnx)
+        throw maas::UsageError("--quantize int8 with --format onnx is not available yet (maas's int8 graph is "
+                               "LibTorch's quantized operators, which have no QDQ conversion); export float32 ONNX");
     }
     o.calibration_images = args["calibration-images"].as<int64_t>();
     if (o.calibration_images < 1) throw maas::UsageError("--calibration-images must be >= 1");

@@ -17,6 +17,7 @@
 #include "model_runner.h"
 #include "quantize.h"
 #include "test_util.h"
+#include "tiny_run.h"
 #include "trainer.h"
 #include "tta.h"
 
@@ -29,11 +30,7 @@ using testing::run_command;
 // A tiny trained run in a temp dir.
 class ExportTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    testing::write_tiny_cifar(data_.path(), 20, 300);
-    train(testing::tiny_run_config(data_.path()), run_dir(), false, {});
-  }
-  std::string run_dir() const { return run_.file("run"); }
+  std::string run_dir() const { return tiny_.run_dir(); }
   ExportOptions options(const std::string& out_name) const {
     ExportOptions o;
     o.run_dir = run_dir();
@@ -41,7 +38,8 @@ class ExportTest : public ::testing::Test {
     o.verify_images = 256;
     return o;
   }
-  TempDir data_, run_, out_;
+  testing::TinyTrainedRun tiny_{300};
+  TempDir &data_ = tiny_.data, &run_ = tiny_.run, &out_ = tiny_.out;
 };
 
 TEST(ArtifactGolden, TorchScriptDefinitionMatchesTheCppModel) {
