@@ -123,6 +123,16 @@ void refuse_overwriting_run_files(const ExportOptions& o) {
   }
 }
 
+// Refuses outputs that could only fail at the end, after minutes of work: an --out that is a
+// directory, FIFO or device, a --samples that is not a directory.
+void refuse_unwritable_outputs(const ExportOptions& o) {
+  refuse_special_file(o.out);
+  std::error_code ignored;
+  if (!o.samples_dir.empty() && std::filesystem::exists(o.samples_dir, ignored) &&
+      !std::filesystem::is_directory(o.samples_dir, ignored))
+    throw FileError("--samples '" + o.samples_dir + "': exists and is not a directory; name a folder for the PNGs");
+}
+
 }  // namespace
 
 ExportReport export_run(const ExportOptions& options, std::ostream* log) {
@@ -134,6 +144,7 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
   if (!std::filesystem::is_directory(options.run_dir))
     throw CheckpointError(options.run_dir + ": run directory not found");
   refuse_overwriting_run_files(options);
+  refuse_unwritable_outputs(options);
   const RunConfig config = load_run_dir_config(options.run_dir, {});
   const TtaMode tta = options.tta.value_or(parse_tta_mode(config.eval.tta));
   const std::string ckpt_file = checkpoint_path(options);
@@ -283,24 +294,27 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
                                 {"calibration_images", report.calibration_images},
                                 {"float_test_acc", report.trained_test_acc},
                                 {"int8_test_acc", report.artifact_test_acc}};
-  save_artifact(module, metadata.dump(2), options.out);
-  report.file_bytes = static_cast<int64_t>(std::filesystem::file_size(options.out));
-  step.end(options.out + ", " + std::to_string(report.file_bytes) + " bytes");
-
+  // All outputs are staged and renamed into place together: a failure at any point (a --samples
+  // that is a file, a full disk) leaves --out and --samples absent or unchanged.
+  StagedWrites outputs;
+  const std::string artifact = artifact_bytes(module, metadata.dump(2));
+  outputs.stage(options.out, artifact);
+  report.file_bytes = static_cast<int64_t>(artifact.size());
   if (!options.samples_dir.empty()) {
-    step.begin("samples");
-    std::filesystem::create_directories(options.samples_dir);
+    outputs.make_directory(options.samples_dir);
     for (size_t c = 0; c < meta.classes.size(); ++c) {
       const auto matches = test_set.labels.eq(static_cast<int64_t>(c)).nonzero();
       if (matches.size(0) == 0) continue;
       std::string file = meta.classes[c];
       for (char& ch : file)
         if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_') ch = '_';
-      const std::string png = encode_png(test_set.images[matches[0][0].item<int64_t>()]);
-      write_text_atomically(options.samples_dir + "/" + file + ".png", png);
+      outputs.stage(options.samples_dir + "/" + file + ".png",
+                    encode_png(test_set.images[matches[0][0].item<int64_t>()]));
     }
-    step.end("one test image per class in " + options.samples_dir + "/ (PNG)");
   }
+  outputs.commit();
+  step.end(options.out + ", " + std::to_string(report.file_bytes) + " bytes" +
+           (options.samples_dir.empty() ? "" : "; one test image per class in " + options.samples_dir + "/ (PNG)"));
   return report;
 }
 
