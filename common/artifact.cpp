@@ -90,6 +90,8 @@ void save_artifact(const torch::jit::Module& module, const std::string& metadata
 }
 
 Artifact load_artifact(const std::string& path, const TorchScriptLoadOptions& options) {
+  if (const std::string kind = special_file_kind(path); !kind.empty())
+    throw ArtifactError(path + ": not a regular file (" + kind + ")");
   if (!std::filesystem::is_regular_file(path)) throw ArtifactError(path + ": artifact file not found");
   std::string bytes;
   try {

@@ -94,6 +94,8 @@ void save_checkpoint(const std::string& path, const CheckpointMeta& meta, torch:
 }
 
 CheckpointReader::CheckpointReader(const std::string& path) : path_(path) {
+  if (const std::string kind = special_file_kind(path); !kind.empty())
+    throw CheckpointError(path + ": not a regular file (" + kind + ")");
   if (!std::filesystem::is_regular_file(path)) throw CheckpointError(path + ": checkpoint file not found");
   archive_ = std::make_shared<torch::serialize::InputArchive>();
   try {

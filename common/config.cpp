@@ -13,6 +13,7 @@
 #include <thread>
 #include <variant>
 
+#include "files.h"
 #include "models.h"
 #include "tta.h"
 
@@ -231,13 +232,11 @@ YAML::Node load_checked_yaml(const std::string& text, const std::string& origin)
 
 // The file's bytes, at most kMaxYamlBytes + 1 of them (enough to refuse a larger file).
 std::string read_config_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError("cannot read config file '" + path + "'");
-  std::string text(kMaxYamlBytes + 1, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  if (in.bad()) throw ConfigError("cannot read config file '" + path + "'");
-  text.resize(static_cast<size_t>(in.gcount()));
-  return text;
+  try {
+    return read_regular_file(path, kMaxYamlBytes + 1);  // never blocks on a FIFO or device
+  } catch (const FileError& e) {
+    throw ConfigError("cannot read config file " + std::string(e.what()));
+  }
 }
 
 struct Leaf {

@@ -7,6 +7,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "files.h"
+
 namespace maas {
 namespace {
 
@@ -19,12 +21,11 @@ const std::vector<std::string> kFashionClasses = {"t-shirt/top", "trouser", "pul
                                                   "sandal",      "shirt",   "sneaker",  "bag",   "ankle boot"};
 
 std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw DataError(path + ": cannot open (missing file or no permission)");
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  if (in.bad()) throw DataError(path + ": read error");
-  return bytes.str();
+  try {
+    return read_regular_file(path);  // never blocks on a FIFO or device
+  } catch (const FileError& e) {
+    throw DataError(e.what());
+  }
 }
 
 // Reads a file, inflating it when it starts with the gzip magic bytes.
@@ -32,18 +33,26 @@ std::string read_maybe_gzip(const std::string& path) {
   std::string raw = read_file(path);
   if (raw.size() < 2 || static_cast<unsigned char>(raw[0]) != 0x1f || static_cast<unsigned char>(raw[1]) != 0x8b)
     return raw;
-  gzFile gz = gzopen(path.c_str(), "rb");
-  if (!gz) throw DataError(path + ": cannot open as gzip");
+  // Inflates the bytes already read: reopening the path could meet another file by now.
+  z_stream z{};
+  if (inflateInit2(&z, 15 + 16) != Z_OK) throw DataError(path + ": zlib initialization failed");
   std::string out;
   char chunk[1 << 16];
-  int n;
-  while ((n = gzread(gz, chunk, sizeof chunk)) > 0) out.append(chunk, n);
-  int err = 0;
-  const char* msg = gzerror(gz, &err);
-  const bool truncated = n < 0 || (err != Z_OK && err != Z_STREAM_END);
-  std::string detail = msg ? msg : "";
-  gzclose(gz);
-  if (truncated) throw DataError(path + ": corrupt or truncated gzip data (" + detail + ")");
+  z.next_in = reinterpret_cast<Bytef*>(raw.data());
+  z.avail_in = static_cast<uInt>(raw.size());
+  int rc = Z_OK;
+  while (rc == Z_OK) {
+    z.next_out = reinterpret_cast<Bytef*>(chunk);
+    z.avail_out = sizeof chunk;
+    rc = inflate(&z, Z_NO_FLUSH);
+    const size_t produced = sizeof chunk - z.avail_out;
+    out.append(chunk, produced);
+    if (rc == Z_OK && produced == 0 && z.avail_in == 0) break;  // input ends mid-stream
+    if (rc == Z_STREAM_END && z.avail_in > 0) rc = inflateReset(&z);  // concatenated members, as gzread reads
+  }
+  const std::string detail = z.msg ? z.msg : "unexpected end of data";
+  inflateEnd(&z);
+  if (rc != Z_STREAM_END) throw DataError(path + ": corrupt or truncated gzip data (" + detail + ")");
   return out;
 }
 
@@ -54,8 +63,8 @@ uint32_t big_endian_u32(const std::string& bytes, size_t offset) {
 }
 
 std::vector<std::string> read_class_names(const std::string& path, const std::vector<std::string>& fallback) {
-  std::ifstream in(path);
-  if (!in) return fallback;
+  if (!std::filesystem::exists(path)) return fallback;
+  std::istringstream in(read_file(path));
   std::vector<std::string> names;
   for (std::string line; std::getline(in, line);) {
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
@@ -159,8 +168,7 @@ ImageSet read_idx_pair(const std::string& images_path, const std::string& labels
 ImageSet load_fashion_mnist(const std::string& root, Split split) {
   const std::string prefix = root + (split == Split::kTrain ? "/train" : "/t10k");
   auto pick = [](const std::string& base) {
-    std::ifstream gz(base + ".gz");
-    return gz ? base + ".gz" : base;
+    return std::filesystem::exists(base + ".gz") ? base + ".gz" : base;
   };
   return read_idx_pair(pick(prefix + "-images-idx3-ubyte"), pick(prefix + "-labels-idx1-ubyte"), kFashionClasses);
 }

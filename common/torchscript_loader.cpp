@@ -15,6 +15,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "files.h"
+
 namespace maas {
 namespace {
 
@@ -308,21 +310,15 @@ void check_torchscript_graphs(const torch::jit::Module& module, const std::strin
 }
 
 std::string read_torchscript_file(const std::string& path, const TorchScriptLoadOptions& options) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) throw TorchScriptLoadError(path + ": file not found");
-  if (!S_ISREG(st.st_mode)) throw TorchScriptLoadError(path + ": not a regular file");
-  if (static_cast<uint64_t>(st.st_size) > options.max_file_bytes)
-    throw TorchScriptLoadError(path + ": refused: " + std::to_string(st.st_size) + " bytes, more than the limit of " +
-                               std::to_string(options.max_file_bytes));
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw TorchScriptLoadError(path + ": cannot open");
-  std::string bytes;
-  // At most the size checked above, even if the file grows meanwhile.
-  bytes.resize(static_cast<size_t>(st.st_size));
-  in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  bytes.resize(static_cast<size_t>(in.gcount()));
-  if (in.bad()) throw TorchScriptLoadError(path + ": cannot read");
-  return bytes;
+  try {
+    RegularFile file(path);  // never blocks on a FIFO or device
+    if (file.size() > options.max_file_bytes)
+      throw TorchScriptLoadError(path + ": refused: " + std::to_string(file.size()) +
+                                 " bytes, more than the limit of " + std::to_string(options.max_file_bytes));
+    return file.read(file.size());  // at most the size checked above, even if the file grows meanwhile
+  } catch (const FileError& e) {
+    throw TorchScriptLoadError(e.what());
+  }
 }
 
 torch::jit::Module load_torchscript(const std::string& bytes, const std::string& origin,

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "dataset.h"
+#include "files.h"
 
 namespace maas {
 
@@ -48,7 +49,9 @@ inline double accuracy(const torch::Tensor& logits, const torch::Tensor& labels)
   return logits.argmax(1).eq(labels).to(torch::kFloat64).mean().item<double>();
 }
 
-// Writes one test image per class as DIR/<class>.png (names made file-safe), atomically.
-void write_class_samples(const ImageSet& test_set, const std::vector<std::string>& classes, const std::string& dir);
+// Stages one test image per class as DIR/<class>.png (names made file-safe) into `outputs`, which
+// the caller commits with the artifact: all or nothing.
+void stage_class_samples(const ImageSet& test_set, const std::vector<std::string>& classes, const std::string& dir,
+                         StagedWrites& outputs);
 
 }  // namespace maas

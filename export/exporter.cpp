@@ -99,11 +99,21 @@ void check_format_options(const ExportOptions& o) {
         "operators (oneDNN packed weights), which have no QDQ conversion; export float32 ONNX, or int8 TorchScript");
 }
 
-void write_samples(const ImageSet& test_set, const std::vector<std::string>& classes, const std::string& dir,
-                   StepLog& step) {
-  step.begin("samples");
-  write_class_samples(test_set, classes, dir);
-  step.end("one test image per class in " + dir + "/ (PNG)");
+}
+
+// Refuses outputs that could only fail at the end, after minutes of work: an --out that is a
+// directory, FIFO or device, a --samples that is not a directory.
+void refuse_unwritable_outputs(const ExportOptions& o) {
+  refuse_special_file(o.out);
+  std::error_code ignored;
+  if (!o.samples_dir.empty() && std::filesystem::exists(o.samples_dir, ignored) &&
+      !std::filesystem::is_directory(o.samples_dir, ignored))
+    throw FileError("--samples '" + o.samples_dir + "': exists and is not a directory; name a folder for the PNGs");
+}
+
+// The save step's note on --samples ("" without it).
+std::string samples_note(const ExportOptions& o) {
+  return o.samples_dir.empty() ? "" : "; one test image per class in " + o.samples_dir + "/ (PNG)";
 }
 
 }  // namespace
@@ -118,6 +128,7 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
   if (!std::filesystem::is_directory(options.run_dir))
     throw CheckpointError(options.run_dir + ": run directory not found");
   refuse_overwriting_run_files(options);
+  refuse_unwritable_outputs(options);
   const RunConfig config = load_run_dir_config(options.run_dir, {});
   const TtaMode tta = options.tta.value_or(parse_tta_mode(config.eval.tta));
   const std::string ckpt_file = checkpoint_path(options);
@@ -202,8 +213,12 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
   if (options.format == ArtifactFormat::kOnnx) {
     metadata["model"]["frozen"] = true;  // the ONNX graph is converted from the frozen module
     OnnxExport onnx{options, module, meta, test_set, config.train.eval_batch_size, tta, metadata, trained_logits};
-    report = export_onnx(onnx, step);
-    if (!options.samples_dir.empty()) write_samples(test_set, meta.classes, options.samples_dir, step);
+    StagedWrites outputs;
+    report = export_onnx(onnx, outputs, step);
+    step.begin("samples");
+    if (!options.samples_dir.empty()) stage_class_samples(test_set, meta.classes, options.samples_dir, outputs);
+    outputs.commit();  // the ONNX file and the samples together
+    if (!options.samples_dir.empty()) step.end(samples_note(options).substr(2));
     return report;
   }
 
@@ -275,11 +290,15 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
                                 {"calibration_images", report.calibration_images},
                                 {"float_test_acc", report.trained_test_acc},
                                 {"int8_test_acc", report.artifact_test_acc}};
-  save_artifact(module, metadata.dump(2), options.out);
-  report.file_bytes = static_cast<int64_t>(std::filesystem::file_size(options.out));
-  step.end(options.out + ", " + std::to_string(report.file_bytes) + " bytes");
-
-  if (!options.samples_dir.empty()) write_samples(test_set, meta.classes, options.samples_dir, step);
+  // All outputs are staged and renamed into place together: a failure at any point (a --samples
+  // that is a file, a full disk) leaves --out and --samples absent or unchanged.
+  StagedWrites outputs;
+  const std::string artifact = artifact_bytes(module, metadata.dump(2));
+  outputs.stage(options.out, artifact);
+  report.file_bytes = static_cast<int64_t>(artifact.size());
+  if (!options.samples_dir.empty()) stage_class_samples(test_set, meta.classes, options.samples_dir, outputs);
+  outputs.commit();
+  step.end(options.out + ", " + std::to_string(report.file_bytes) + " bytes" + samples_note(options));
   return report;
 }
 
@@ -287,16 +306,16 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
 
 namespace maas {
 
-void write_class_samples(const ImageSet& test_set, const std::vector<std::string>& classes, const std::string& dir) {
-  std::filesystem::create_directories(dir);
+void stage_class_samples(const ImageSet& test_set, const std::vector<std::string>& classes, const std::string& dir,
+                         StagedWrites& outputs) {
+  outputs.make_directory(dir);
   for (size_t c = 0; c < classes.size(); ++c) {
     const auto matches = test_set.labels.eq(static_cast<int64_t>(c)).nonzero();
     if (matches.size(0) == 0) continue;
     std::string file = classes[c];
     for (char& ch : file)
       if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_') ch = '_';
-    const std::string png = encode_png(test_set.images[matches[0][0].item<int64_t>()]);
-    write_text_atomically(dir + "/" + file + ".png", png);
+    outputs.stage(dir + "/" + file + ".png", encode_png(test_set.images[matches[0][0].item<int64_t>()]));
   }
 }
 

@@ -95,7 +95,7 @@ std::vector<std::pair<std::string, std::string>> onnx_metadata_props(const json&
   return props;
 }
 
-ExportReport export_onnx(OnnxExport& w, StepLog& step) {
+ExportReport export_onnx(OnnxExport& w, StagedWrites& outputs, StepLog& step) {
   ExportReport report;
   const ModelSpec& spec = w.meta.spec;
 
@@ -164,7 +164,7 @@ ExportReport export_onnx(OnnxExport& w, StepLog& step) {
   }
   bytes.clear();
   if (!model.SerializeToString(&bytes)) throw ArtifactError("the ONNX model cannot be serialized (over 2 GB?)");
-  write_text_atomically(w.options.out, bytes);
+  outputs.stage(w.options.out, bytes);
   report.file_bytes = static_cast<int64_t>(bytes.size());
   step.end(w.options.out + ", " + std::to_string(report.file_bytes) + " bytes");
   return report;

@@ -34,8 +34,8 @@ struct OnnxExport {
 std::vector<std::pair<std::string, std::string>> onnx_metadata_props(const nlohmann::json& metadata);
 
 // Converts (onnx_builder.h), checks, verifies with ONNX Runtime when it is installed (else says
-// why not, in the log and the metadata), then writes options.out atomically. Nothing is written
-// when a step fails. Throws OnnxConversionError, ArtifactError.
-ExportReport export_onnx(OnnxExport& work, StepLog& step);
+// why not, in the log and the metadata), then stages options.out in `outputs` (the caller commits
+// it with the other outputs). Nothing is staged when a step fails. Throws OnnxConversionError, ArtifactError.
+ExportReport export_onnx(OnnxExport& work, StagedWrites& outputs, StepLog& step);
 
 }  // namespace maas

@@ -144,7 +144,13 @@ HttpServer::HttpServer(const ServeOptions& options, ModelRepository& repository)
   // Statuses produced by httplib itself (no route, 413, a body cut by the transport, ...) get the
   // same JSON error body.
   http_->set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
-    const Refusal refusal = HttpTransport::current_refusal();
+    const Refusal refusal = HttpTransport::refusal_for_error_response();
+    if (refusal != Refusal::kNone) res.set_header("Connection", "close");  // the transport closes it
+    if (refusal == Refusal::kMalformed) {
+      res.body.clear();
+      send_error(res, res.status == 414 ? 414 : 400, refusal_message(refusal, http_->options()));
+      return;
+    }
     if (refusal != Refusal::kNone && refusal_status(refusal) != res.status) {
       res.body.clear();
       send_error(res, refusal_status(refusal), refusal_message(refusal, http_->options()));
@@ -233,7 +239,7 @@ std::shared_ptr<ModelRunner> HttpServer::runner_for(Req req) const {
 
 void HttpServer::require_admin(Req req, Res res) const {
   if (options_.admin_token.empty())
-    throw HttpError(403, "model control is disabled; start maas-serve with server.admin_token set");
+    throw HttpError(403, "model control is disabled; start maas-serve with an admin token (server.admin_token_file or $MAAS_ADMIN_TOKEN)");
   const std::string auth = req.get_header_value("Authorization");
   if (auth.rfind("Bearer ", 0) != 0 || !same_secret(auth.substr(7), options_.admin_token)) {
     res.set_header("WWW-Authenticate", "Bearer");
@@ -340,7 +346,8 @@ void HttpServer::infer(Req req, Res res) {
       json_length = std::stoull(v);
     }
     std::string inflated;
-    const InferRequest request = parse_infer_request(http_->request_body(req, inflated), json_length);
+    const InferRequest request = parse_infer_request(http_->request_body(req, inflated), json_length,
+                                                     [&runner](const auto& shape) { runner->check_shape(shape); });
     InferTiming timing;
     const auto logits = runner->infer(request.images, &timing, &arrival);
     metrics_.observe_inference(runner->name(), timing);

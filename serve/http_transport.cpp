@@ -167,6 +167,9 @@ class HttpTransport::Connection final : public httplib::Stream {
       const int64_t length = std::stoll(v);
       if (length > options_.max_body_bytes) return refuse(Refusal::kBodyTooLarge);
       if (!charge_inflight(length)) return;
+      // Room for the declared body at once (already charged to the budget): grown by doubling,
+      // the string would peak at up to three times the body while it arrives.
+      req.body.reserve(static_cast<size_t>(length));
     } else if (chunked) {
       charge_as_received_ = true;  // no declared length: the budget is charged as bytes arrive
     } else {
@@ -187,6 +190,8 @@ class HttpTransport::Connection final : public httplib::Stream {
     if (refusal_ == Refusal::kNone) refusal_ = refusal;
   }
   Refusal refusal() const { return refusal_; }
+  // Whether httplib has parsed the current request's line and headers (on_headers ran).
+  bool headers_parsed() const { return !in_headers_; }
   bool written() const { return written_; }
   const std::string& content_encoding() const { return content_encoding_; }
 
@@ -317,7 +322,8 @@ thread_local HttpTransport::Connection* HttpTransport::current_ = nullptr;
 int refusal_status(Refusal refusal) {
   switch (refusal) {
     case Refusal::kNone: return 0;
-    case Refusal::kBadFraming: return 400;
+    case Refusal::kBadFraming:
+    case Refusal::kMalformed: return 400;
     case Refusal::kTimeout: return 408;
     case Refusal::kBodyTooLarge: return 413;
     case Refusal::kHeadersTooLarge: return 431;
@@ -333,6 +339,9 @@ std::string refusal_message(Refusal refusal, const TransportOptions& o) {
     case Refusal::kNone: return "";
     case Refusal::kBadFraming:
       return "bad body framing: send one Content-Length, or Transfer-Encoding: chunked alone";
+    case Refusal::kMalformed:
+      return "malformed request: expected the request line 'METHOD /path HTTP/1.1' (method GET, HEAD, POST, PUT, "
+             "DELETE, OPTIONS or PATCH; target at most 8 KiB), then 'Name: value' header lines";
     case Refusal::kTimeout:
       return "the request did not arrive within server.request_timeout_s (" + std::to_string(o.request_timeout_s) + " s)";
     case Refusal::kBodyTooLarge:
@@ -378,6 +387,15 @@ void HttpTransport::begin_shutdown() {
 
 Refusal HttpTransport::current_refusal() {
   return current_ ? current_->refusal() : Refusal::kNone;
+}
+
+Refusal HttpTransport::refusal_for_error_response() {
+  // httplib answers a request line or header it cannot parse (400, or 414 for a long target)
+  // before on_headers, and carries on with the next line as a new request: the connection must
+  // close after this answer, or header lines are served as requests.
+  if (current_ && current_->refusal() == Refusal::kNone && !current_->headers_parsed())
+    current_->refuse(Refusal::kMalformed);
+  return current_refusal();
 }
 
 void HttpTransport::refuse_connection(socket_t sock) const {

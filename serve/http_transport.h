@@ -40,6 +40,7 @@ struct TransportOptions {
 enum class Refusal {
   kNone,
   kBadFraming,       // 400: conflicting or malformed Content-Length / Transfer-Encoding
+  kMalformed,        // 400 (or httplib's 414): a request line or header httplib could not parse
   kTimeout,          // 408: the request did not arrive within request_timeout_s
   kBodyTooLarge,     // 413
   kHeadersTooLarge,  // 431
@@ -79,6 +80,10 @@ class HttpTransport : public httplib::Server {
   // For handlers and the error handler, on the thread handling the request: why the connection
   // layer refused or cut it (kNone when it did not).
   static Refusal current_refusal();
+  // For the error handler (a status >= 400 being written): current_refusal(), after recording
+  // kMalformed when httplib refused the request before its headers were parsed. Any refusal
+  // closes the connection after the answer.
+  static Refusal refusal_for_error_response();
 
   // The request's body, inflated when it was sent with Content-Encoding gzip or deflate (httplib
   // would inflate it without limit, so the transport takes the header away and keeps it here).

@@ -95,19 +95,23 @@ void ModelRunner::withdraw(Arrival& arrival) {
   if (batch_ready) batch_ready_.notify_one();
 }
 
-torch::Tensor ModelRunner::infer(const torch::Tensor& images, InferTiming* timing, Arrival* arrival) {
-  if (arrival && &arrival->runner_ != this) throw std::logic_error("Arrival belongs to another ModelRunner");
-  if (images.dim() != 4 || images.size(1) != info_.channels || images.size(2) != info_.height ||
-      images.size(3) != info_.width || images.size(0) < 1)
+void ModelRunner::check_shape(const std::vector<int64_t>& shape) const {
+  if (shape.size() != 4 || shape[1] != info_.channels || shape[2] != info_.height || shape[3] != info_.width ||
+      shape[0] < 1)
     throw std::invalid_argument("model '" + name_ + "' expects images of shape [N, " +
                                 std::to_string(info_.channels) + ", " + std::to_string(info_.height) + ", " +
                                 std::to_string(info_.width) + "] with N >= 1");
-  if (images.scalar_type() != torch::kUInt8 && images.scalar_type() != torch::kFloat32)
-    throw std::invalid_argument("images must be uint8 or float32");
-  if (images.size(0) > options_.max_batch_size)
-    throw std::invalid_argument("a request of " + std::to_string(images.size(0)) + " images exceeds model '" + name_ +
+  if (shape[0] > options_.max_batch_size)
+    throw std::invalid_argument("a request of " + std::to_string(shape[0]) + " images exceeds model '" + name_ +
                                 "''s batching.max_batch_size (" + std::to_string(options_.max_batch_size) +
                                 "): send at most that many per request");
+}
+
+torch::Tensor ModelRunner::infer(const torch::Tensor& images, InferTiming* timing, Arrival* arrival) {
+  if (arrival && &arrival->runner_ != this) throw std::logic_error("Arrival belongs to another ModelRunner");
+  check_shape(images.sizes().vec());
+  if (images.scalar_type() != torch::kUInt8 && images.scalar_type() != torch::kFloat32)
+    throw std::invalid_argument("images must be uint8 or float32");
   Request request;
   request.images = images;
   request.timing = timing;

@@ -105,6 +105,10 @@ class ModelRunner {
   // N > max_batch_size (a request never fits: like Triton, refused rather than retried),
   // Unavailable when the queue is full or the runner stops (retry later).
   torch::Tensor infer(const torch::Tensor& images, InferTiming* timing = nullptr, Arrival* arrival = nullptr);
+  // Throws std::invalid_argument (naming the expected shape or batching.max_batch_size) unless
+  // `shape` is [N, C, H, W] of this model's image size with 1 <= N <= max_batch_size. For
+  // request parsers, before they build the tensor; infer() checks the same.
+  void check_shape(const std::vector<int64_t>& shape) const;
 
   // Explains one image on a worker thread, shared with inference: the job waits in the same queue
   // and counts explain_batch_images(request) images against max_queue_images, but runs alone (its

@@ -25,49 +25,150 @@ constexpr int64_t kMaxJsonValues = 10000;
 // Client strings (ids) are echoed: invalid UTF-8 is replaced, never thrown on.
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
-// Parses the JSON header, taking the numbers of inputs[*].data (flat or nested) straight into
-// `data` instead of the tree, where they would cost a json value each: parsing JSON pixels
-// then takes about two thirds of the time. The tree keeps an empty "data" array in their place.
-json parse_header(const std::string& body, size_t header_size, std::vector<double>& data) {
-  std::string section;  // the top-level key being parsed ("inputs", "outputs", ...)
-  int data_arrays = -1;   // open arrays inside an input's "data"; -1 = not in one
-  bool data_next = false;  // the next value is an input's "data"
-  int64_t kept = 0;        // values kept in the tree (pixels excluded): bounded, so is its memory
-  auto callback = [&](int depth, json::parse_event_t event, json& parsed) {
-    using Event = json::parse_event_t;
-    if (depth > kMaxJsonDepth) bad("request JSON nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
-    if (data_arrays < 0 && !data_next && ++kept > kMaxJsonValues)
-      bad("request JSON has more than " + std::to_string(kMaxJsonValues) + " values outside input 'data'");
-    if (event == Event::key) {
-      if (depth == 1) section = parsed.get<std::string>();
-      data_next = depth == 3 && section == "inputs" && parsed == "data";
-      // A repeated key replaces the earlier value in the tree; so must it here.
-      if (data_next || (depth == 1 && section == "inputs")) data.clear();
-      return true;
+// The numbers of an input's JSON "data", as float (exact for every valid pixel, 0..255 integers
+// included) in blocks of 64 Ki values: 4 bytes a value and no doubling copies, where a tree
+// would spend 16 or more. Range and integrality are recorded as they arrive, checked later
+// against the datatype.
+class PixelValues {
+ public:
+  void add(double v) {
+    if (!(v >= 0 && v <= 255)) out_of_range_ = true;
+    else if (v != std::floor(v)) fractional_ = true;
+    if (blocks_.empty() || blocks_.back().size() == kBlock) {
+      blocks_.emplace_back();
+      blocks_.back().reserve(kBlock);
     }
-    if (data_next) {  // the "data" value itself
-      data_next = false;
-      if (event == Event::array_start) data_arrays = 1;
-      else if (event == Event::value && parsed.is_number()) data.push_back(parsed.get<double>());
-      else if (event == Event::value) bad("input 'data' must hold only numbers, found " + std::string(parsed.type_name()));
-      else bad("input 'data' must hold only numbers, found object");
-      return true;
-    }
-    if (data_arrays < 0) return true;
-    if (event == Event::array_start) ++data_arrays;
-    else if (event == Event::array_end) --data_arrays;
-    else if (event == Event::value && parsed.is_number()) data.push_back(parsed.get<double>());
-    else if (event == Event::value) bad("input 'data' must hold only numbers, found " + std::string(parsed.type_name()));
-    else bad("input 'data' must hold only numbers, found object");
-    if (data_arrays == 0) data_arrays = -1;
-    return event != Event::value;  // keep the (emptied) arrays: a dropped array's values are never seen
-  };
-  try {
-    return json::parse(body.begin(), body.begin() + static_cast<std::ptrdiff_t>(header_size), callback);
-  } catch (const json::exception& e) {  // syntax, or a number out of range
-    bad(std::string("malformed JSON: ") + e.what());
+    blocks_.back().push_back(static_cast<float>(v));
+    ++size_;
   }
-  return {};
+  void clear() { *this = PixelValues(); }
+  int64_t size() const { return size_; }
+  bool out_of_range() const { return out_of_range_; }
+  bool fractional() const { return fractional_; }
+  // The values as a tensor of `dtype` (kUInt8 or kFloat32) and `shape` (size() elements).
+  torch::Tensor to_tensor(const std::vector<int64_t>& shape, torch::Dtype dtype) const {
+    torch::Tensor out = torch::empty(shape, dtype);
+    int64_t at = 0;
+    for (const auto& block : blocks_) {
+      const auto n = static_cast<int64_t>(block.size());
+      out.view(-1).slice(0, at, at + n).copy_(torch::from_blob(const_cast<float*>(block.data()), {n}, torch::kFloat32));
+      at += n;
+    }
+    return out;
+  }
+
+ private:
+  static constexpr size_t kBlock = 64 << 10;
+  std::vector<std::vector<float>> blocks_;
+  int64_t size_ = 0;
+  bool out_of_range_ = false, fractional_ = false;
+};
+
+// SAX handler for the JSON header: builds the tree (bounded in values and depth) of everything
+// but inputs[*].data, whose numbers go straight into PixelValues and never become tree nodes:
+// a request then costs a small multiple of its body in memory, also when it declares far more
+// images than the server takes (refused only after parsing). The tree keeps an empty "data" array.
+class RequestSax {
+ public:
+  RequestSax(json& root, PixelValues& pixels) : dom_(root), pixels_(pixels) {}
+
+  bool null() { return scalar("null", [&] { return dom_.null(); }); }
+  bool boolean(bool v) { return scalar("boolean", [&] { return dom_.boolean(v); }); }
+  bool number_integer(json::number_integer_t v) { return number(static_cast<double>(v), [&] { return dom_.number_integer(v); }); }
+  bool number_unsigned(json::number_unsigned_t v) { return number(static_cast<double>(v), [&] { return dom_.number_unsigned(v); }); }
+  bool number_float(json::number_float_t v, const std::string& text) {
+    return number(v, [&] { return dom_.number_float(v, text); });
+  }
+  bool string(std::string& v) { return scalar("string", [&] { return dom_.string(v); }); }
+  bool binary(json::binary_t& v) { return scalar("binary", [&] { return dom_.binary(v); }); }
+
+  bool start_object(size_t n) {
+    enter();
+    if (data_arrays_ > 0 || data_next_) bad("input 'data' must hold only numbers, found object");
+    count_kept();
+    return dom_.start_object(n);
+  }
+  bool end_object() {
+    --depth_;
+    return dom_.end_object();
+  }
+  bool key(std::string& k) {
+    count_kept();
+    if (depth_ == 1) section_ = k;
+    data_next_ = depth_ == 3 && section_ == "inputs" && k == "data";
+    // A repeated key replaces the earlier value in the tree; so must it here.
+    if (data_next_ || (depth_ == 1 && section_ == "inputs")) pixels_.clear();
+    return dom_.key(k);
+  }
+  bool start_array(size_t n) {
+    enter();
+    if (data_arrays_ > 0) {
+      ++data_arrays_;
+      return true;
+    }
+    if (data_next_) {
+      data_next_ = false;
+      data_arrays_ = 1;
+      return dom_.start_array(0);  // the tree's empty placeholder
+    }
+    count_kept();
+    return dom_.start_array(n);
+  }
+  bool end_array() {
+    --depth_;
+    if (data_arrays_ > 0 && --data_arrays_ > 0) return true;
+    if (data_arrays_ == 0) data_arrays_ = -1;
+    return dom_.end_array();
+  }
+  template <typename Exception>
+  bool parse_error(size_t, const std::string&, const Exception& e) {  // syntax, or a number out of range
+    bad(std::string("malformed JSON: ") + e.what());
+    return false;
+  }
+
+ private:
+  void enter() {
+    if (++depth_ > kMaxJsonDepth) bad("request JSON nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+  }
+  void count_kept() {
+    if (++kept_ > kMaxJsonValues)
+      bad("request JSON has more than " + std::to_string(kMaxJsonValues) + " values outside input 'data'");
+  }
+  template <typename Forward>
+  bool scalar(const char* type, Forward&& forward) {
+    if (data_arrays_ > 0 || data_next_) bad(std::string("input 'data' must hold only numbers, found ") + type);
+    count_kept();
+    return forward();
+  }
+  template <typename Forward>
+  bool number(double v, Forward&& forward) {
+    if (data_arrays_ > 0) {
+      pixels_.add(v);
+      return true;
+    }
+    if (data_next_) {  // "data": 7, a single number: kept in the tree as before, and counted
+      data_next_ = false;
+      pixels_.add(v);
+      return forward();
+    }
+    count_kept();
+    return forward();
+  }
+
+  nlohmann::detail::json_sax_dom_parser<json> dom_;
+  PixelValues& pixels_;
+  int depth_ = 0;
+  std::string section_;    // the top-level key being parsed ("inputs", "outputs", ...)
+  int data_arrays_ = -1;   // open arrays inside an input's "data"; -1 = not in one
+  bool data_next_ = false;  // the next value is an input's "data"
+  int64_t kept_ = 0;        // values kept in the tree (pixels excluded): bounded, so is its memory
+};
+
+json parse_header(const std::string& body, size_t header_size, PixelValues& pixels) {
+  json root;
+  RequestSax sax(root, pixels);
+  json::sax_parse(body.begin(), body.begin() + static_cast<std::ptrdiff_t>(header_size), &sax);
+  return root;
 }
 
 json output_tensor(const std::string& name, const torch::Tensor& values) {
@@ -78,13 +179,14 @@ json output_tensor(const std::string& name, const torch::Tensor& values) {
 
 }  // namespace
 
-InferRequest parse_infer_request(const std::string& body, std::optional<size_t> json_length) {
+InferRequest parse_infer_request(const std::string& body, std::optional<size_t> json_length,
+                                 const std::function<void(const std::vector<int64_t>&)>& check_shape) {
   if (body.empty()) bad("empty request body");
   const size_t header_size = json_length.value_or(body.size());
   if (header_size > body.size())
     bad("Inference-Header-Content-Length " + std::to_string(header_size) + " exceeds the body size " +
         std::to_string(body.size()));
-  std::vector<double> values;  // the input's JSON pixel values, if any
+  PixelValues values;  // the input's JSON pixel values, if any
   json j = parse_header(body, header_size, values);
   if (!j.is_object()) bad("request must be a JSON object");
   InferRequest request;
@@ -117,6 +219,7 @@ InferRequest parse_infer_request(const std::string& body, std::optional<size_t> 
     count *= shape.back();
     if (count > (int64_t{1} << 31)) bad("input is too large");
   }
+  if (check_shape) check_shape(shape);
   const size_t element_size = datatype == "UINT8" ? 1 : 4;
   const auto dtype = datatype == "UINT8" ? torch::kUInt8 : torch::kFloat32;
 
@@ -142,12 +245,11 @@ InferRequest parse_infer_request(const std::string& body, std::optional<size_t> 
   } else {
     if (!input.contains("data")) bad("input has no 'data' (or binary_data_size)");
     if (body.size() != header_size) bad("binary data sent but the input has no binary_data_size parameter");
-    if (static_cast<int64_t>(values.size()) != count)
+    if (values.size() != count)
       bad("input has " + std::to_string(values.size()) + " values but shape needs " + std::to_string(count));
-    for (double v : values)
-      if (!(v >= 0 && v <= 255) || (datatype == "UINT8" && v != static_cast<double>(static_cast<int64_t>(v))))
-        bad("pixel values must be " + std::string(datatype == "UINT8" ? "integers " : "") + "in 0..255");
-    request.images = torch::tensor(values, torch::kFloat64).to(dtype).view(shape);
+    if (values.out_of_range() || (datatype == "UINT8" && values.fractional()))
+      bad("pixel values must be " + std::string(datatype == "UINT8" ? "integers " : "") + "in 0..255");
+    request.images = values.to_tensor(shape, dtype);
   }
 
   if (j.contains("parameters")) {

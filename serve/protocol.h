@@ -8,6 +8,7 @@
 #include "explainer.h"
 #include "model_runner.h"
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -38,7 +39,11 @@ struct InferRequest {
 // when absent; bytes after it hold binary tensor data. Requires exactly one input named
 // "image" (or "images") with datatype UINT8 or FP32, a 4-dimensional shape and matching data.
 // Throws std::invalid_argument naming the problem (becomes 400).
-InferRequest parse_infer_request(const std::string& body, std::optional<size_t> json_length);
+// `check_shape`, when given, sees the declared shape before any tensor is made (and may throw):
+// a request declaring more images than the server takes is refused without building them.
+// Peak memory: the body, plus 4 bytes per JSON pixel value (at most twice the JSON), plus the tensor.
+InferRequest parse_infer_request(const std::string& body, std::optional<size_t> json_length,
+                                 const std::function<void(const std::vector<int64_t>&)>& check_shape = {});
 
 struct InferResponse {
   std::string body;

@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <regex>
 
+#include "files.h"
+
 namespace maas {
 namespace fs = std::filesystem;
 namespace {
@@ -33,33 +35,22 @@ std::string read_inside(const fs::path& root, const fs::path& file, uint64_t max
   if (!inside(root, resolved))
     throw ArtifactError(file.string() + ": refused: resolves to " + resolved.string() +
                         ", outside the model repository " + root.string() + " (a symlink leading out?)");
-  const int fd = ::open(resolved.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) throw ArtifactError(file.string() + ": cannot open");
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-  char opened[4096];
-  const ssize_t n = ::readlink(("/proc/self/fd/" + std::to_string(fd)).c_str(), opened, sizeof opened - 1);
-  if (n <= 0 || !inside(root, fs::path(std::string(opened, static_cast<size_t>(n)))))
-    throw ArtifactError(file.string() + ": refused: the opened file is outside the model repository " +
-                        root.string());
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) throw ArtifactError(file.string() + ": not a regular file");
-  if (static_cast<uint64_t>(st.st_size) > max_bytes)
-    throw ArtifactError(file.string() + ": refused: " + std::to_string(st.st_size) + " bytes, more than the limit of " +
-                        std::to_string(max_bytes));
-  std::string bytes(static_cast<size_t>(st.st_size), '\0');
-  size_t got = 0;
-  while (got < bytes.size()) {
-    const ssize_t r = ::read(fd, bytes.data() + got, bytes.size() - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) throw ArtifactError(file.string() + ": cannot read");
-    if (r == 0) break;
-    got += static_cast<size_t>(r);
+  try {
+    // Never blocks: a FIFO named model.pt is refused before any open() could wait for a writer.
+    RegularFile opened_file(resolved.string(), /*follow_symlinks=*/false);
+    char opened[4096];
+    const ssize_t n =
+        ::readlink(("/proc/self/fd/" + std::to_string(opened_file.fd())).c_str(), opened, sizeof opened - 1);
+    if (n <= 0 || !inside(root, fs::path(std::string(opened, static_cast<size_t>(n)))))
+      throw ArtifactError(file.string() + ": refused: the opened file is outside the model repository " +
+                          root.string());
+    if (opened_file.size() > max_bytes)
+      throw ArtifactError(file.string() + ": refused: " + std::to_string(opened_file.size()) +
+                          " bytes, more than the limit of " + std::to_string(max_bytes));
+    return opened_file.read(opened_file.size());  // at most the size checked, even if the file grows
+  } catch (const FileError& e) {
+    throw ArtifactError(e.what());  // names the resolved path and the problem
   }
-  bytes.resize(got);
-  return bytes;
 }
 
 }  // namespace

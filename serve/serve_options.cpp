@@ -1,7 +1,45 @@
-// ServeOptions' key table.
+// ServeOptions' key table and the admin token's sources.
 #include "serve_options.h"
 
+#include <sys/stat.h>
+
+#include <cstdio>
+
+#include "files.h"
+
 namespace maas {
+namespace {
+
+constexpr uint64_t kMaxTokenFileBytes = 4096;
+
+// The token in `path`: refused (like ssh refuses a private key) when group or others may read or
+// write it, since anyone who can read it controls which models are served.
+std::string read_token_file(const std::string& path) {
+  const std::string key = "server.admin_token_file=" + path + ": ";
+  std::string text;
+  try {
+    RegularFile file(path);
+    struct stat st {};
+    if (::fstat(file.fd(), &st) != 0) throw FileError(path + ": cannot stat");
+    if ((st.st_mode & 077) != 0) {
+      char mode[8];
+      std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+      throw ConfigError(key + "permissions " + mode + " are too open: the token must be readable by its owner only (chmod 600 " + path + ")");
+    }
+    if (file.size() > kMaxTokenFileBytes)
+      throw ConfigError(key + "more than " + std::to_string(kMaxTokenFileBytes) + " bytes; it should hold just the token");
+    text = file.read(kMaxTokenFileBytes);
+  } catch (const FileError& e) {
+    throw ConfigError("server.admin_token_file: " + std::string(e.what()));
+  }
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ' || text.back() == '\t'))
+    text.pop_back();
+  if (text.empty()) throw ConfigError(key + "the file is empty");
+  if (text.find_first_of("\r\n") != std::string::npos) throw ConfigError(key + "holds more than one line");
+  return text;
+}
+
+}  // namespace
 
 std::vector<ConfigField> fields_of(ServeOptions& o) {
   auto at_least = [](const int64_t* v, int64_t min) {
@@ -36,6 +74,7 @@ std::vector<ConfigField> fields_of(ServeOptions& o) {
       {"server.drain_seconds", &o.drain_seconds, seconds(&o.drain_seconds)},
       {"server.load_timeout_s", &o.load_timeout_s, seconds(&o.load_timeout_s)},
       {"server.admin_token", &o.admin_token, any},
+      {"server.admin_token_file", &o.admin_token_file, any},
       {"server.access_log", &o.access_log, any},
       {"batching.max_batch_size", &o.batching.max_batch_size, at_least(&o.batching.max_batch_size, 1)},
       {"batching.max_queue_delay_us", &o.batching.max_queue_delay_us, at_least(&o.batching.max_queue_delay_us, 0)},
@@ -56,9 +95,17 @@ std::vector<ConfigField> fields_of(ServeOptions& o) {
   };
 }
 
-ServeOptions load_serve_options(const std::string& path, const std::vector<std::string>& overrides) {
+ServeOptions load_serve_options(const std::string& path, const std::vector<std::string>& overrides,
+                                const char* token_from_environment) {
   ServeOptions options;
   apply_config_file(path, overrides, fields_of(options));
+  const bool from_environment = token_from_environment != nullptr && *token_from_environment != '\0';
+  const int sources = !options.admin_token.empty() + !options.admin_token_file.empty() + from_environment;
+  if (sources > 1)
+    throw ConfigError("the admin token is given more than one way (server.admin_token, server.admin_token_file, $" +
+                      std::string(kAdminTokenVariable) + "): give it one way, preferably the file or the variable");
+  if (!options.admin_token_file.empty()) options.admin_token = read_token_file(options.admin_token_file);
+  if (from_environment) options.admin_token = token_from_environment;
   return options;
 }
 

@@ -1,6 +1,7 @@
 // maas-serve settings: one struct with commented defaults, loadable from YAML like maas-train's.
 #pragma once
 
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -31,7 +32,12 @@ struct ServeOptions {
   int64_t max_image_pixels = 4096 * 4096;  // an uploaded image may declare at most this many pixels; else 400
   double drain_seconds = 30;       // on SIGTERM, in-flight requests get this long; then maas-serve exits
   double load_timeout_s = 120;     // loading (vetting) and warming up one model version must finish within this
-  std::string admin_token;         // "" = model control endpoints off; else Bearer token they require
+  // "" = model control endpoints off; else the Bearer token they require. Prefer admin_token_file
+  // or $MAAS_ADMIN_TOKEN: a --set on the command line is visible to every local user (ps).
+  std::string admin_token;
+  // A file holding the admin token (trailing newline ignored), readable by its owner only (mode
+  // 0600 or 0400, like ssh's keys); "" = none. Read by load_serve_options into admin_token.
+  std::string admin_token_file;
   bool access_log = false;         // one line per request on stderr
   BatchingOptions batching;        // per model (see model_runner.h)
   ExplainOptions explain;
@@ -40,8 +46,15 @@ struct ServeOptions {
 // The fields of ServeOptions under their YAML keys (server.*, batching.*, explain.*).
 std::vector<ConfigField> fields_of(ServeOptions& options);
 
-// Defaults, then the YAML file (if `path` is not empty), then "key=value" overrides.
-// Throws ConfigError naming the key and where it came from.
-ServeOptions load_serve_options(const std::string& path, const std::vector<std::string>& overrides);
+// The environment variable that may hold the admin token (instead of server.admin_token).
+constexpr const char kAdminTokenVariable[] = "MAAS_ADMIN_TOKEN";
+
+// Defaults, then the YAML file (if `path` is not empty), then "key=value" overrides; then the
+// admin token from server.admin_token_file or `token_from_environment` (the value of
+// $MAAS_ADMIN_TOKEN by default; nullptr = unset). Throws ConfigError naming the key and where it
+// came from, or the token file and what is wrong with it (unreadable, empty, readable by group
+// or others), or that the token was given more than one way.
+ServeOptions load_serve_options(const std::string& path, const std::vector<std::string>& overrides,
+                                const char* token_from_environment = std::getenv(kAdminTokenVariable));
 
 }  // namespace maas

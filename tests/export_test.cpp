@@ -1,12 +1,14 @@
 // Export: the artifact computes what the trained model computes, in C++ and in Python.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "artifact.h"
 #include "torchscript_builder.h"
@@ -275,6 +277,60 @@ TEST_F(ExportTest, BadRunsAreClearErrorsAndWriteNothing) {
   strict.max_abs_diff = -1;
   EXPECT_NE(error_of([&] { export_run(strict, nullptr); }).find("verification failed"), std::string::npos);
   EXPECT_FALSE(std::filesystem::exists(out_.file("model.pt")));
+}
+
+// The files in `dir`, by name (temporary files included).
+std::set<std::string> files_in(const std::string& dir) {
+  std::set<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) names.insert(entry.path().filename().string());
+  return names;
+}
+
+TEST_F(ExportTest, SpecialFilesAsOutputsOrRunFilesAreRefusedAtOnce) {
+  // --out a FIFO: refused before any work; the old code replaced it with the artifact at the end.
+  testing::make_fifo(out_.file("fifo.pt"));
+  std::string e = testing::error_within_deadline(out_.file("fifo.pt"), [&] { export_run(options("fifo.pt"), nullptr); });
+  EXPECT_NE(e.find("fifo.pt: not a regular file (a FIFO)"), std::string::npos) << e;
+  struct stat st {};
+  EXPECT_TRUE(::lstat(out_.file("fifo.pt").c_str(), &st) == 0 && S_ISFIFO(st.st_mode));
+  std::filesystem::create_directories(out_.file("dir.pt"));
+  e = error_of([&] { export_run(options("dir.pt"), nullptr); });
+  EXPECT_NE(e.find("dir.pt: not a regular file (a directory)"), std::string::npos) << e;
+  // The run's config.yaml a FIFO: the old code waited for a writer forever.
+  const std::string fifo_run = run_.file("fifo-run");
+  std::filesystem::copy(run_dir(), fifo_run, std::filesystem::copy_options::recursive);
+  std::filesystem::remove(run_config_path(fifo_run));
+  testing::make_fifo(run_config_path(fifo_run));
+  ExportOptions o = options("m.pt");
+  o.run_dir = fifo_run;
+  e = testing::error_within_deadline(run_config_path(fifo_run), [&] { export_run(o, nullptr); });
+  EXPECT_NE(e.find("config.yaml: not a regular file (a FIFO)"), std::string::npos) << e;
+  EXPECT_EQ(files_in(out_.path()), (std::set<std::string>{"fifo.pt", "dir.pt"}));
+}
+
+TEST_F(ExportTest, AFailedExportLeavesNoOutputBehind) {
+  testing::write_bytes(out_.file("file"), "x");
+  testing::write_bytes(out_.file("old.pt"), "old");
+  // --samples an existing file: the old code wrote the artifact, then failed on the samples.
+  ExportOptions o = options("m.pt");
+  o.samples_dir = out_.file("file");
+  std::string e = error_of([&] { export_run(o, nullptr); });
+  EXPECT_NE(e.find("--samples"), std::string::npos) << e;
+  // A --samples folder that cannot be created (under a file) fails only at the end: an existing
+  // --out stays as it was.
+  o = options("old.pt");
+  o.samples_dir = out_.file("file/sub");
+  e = error_of([&] { export_run(o, nullptr); });
+  EXPECT_NE(e.find("file/sub"), std::string::npos) << e;
+  EXPECT_TRUE(read_text(out_.file("old.pt")) == "old") << "--out was replaced";
+  EXPECT_EQ(read_text(out_.file("file")), "x");
+  EXPECT_EQ(files_in(out_.path()), (std::set<std::string>{"file", "old.pt"}));  // no m.pt, no temporary files
+  // When everything can be written, everything is.
+  o = options("m.pt");
+  o.samples_dir = out_.file("samples/new");
+  export_run(o, nullptr);
+  EXPECT_TRUE(std::filesystem::is_regular_file(out_.file("m.pt")));
+  EXPECT_EQ(files_in(out_.file("samples/new")).size(), testing::kCifar10Classes.size());
 }
 
 TEST(ArtifactLoad, RejectsMissingCorruptAndForeignFiles) {

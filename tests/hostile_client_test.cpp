@@ -18,9 +18,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "heap_counter.h"
 #include "http_server.h"
 #include "http_test_util.h"
 #include "image.h"
@@ -218,6 +220,71 @@ TEST_F(HostileClientTest, MillionsOfHeaderLinesAreCutWith431) {
     if (!s.send(lines)) break;
   const auto r = s.read();
   EXPECT_EQ(r.status, 431) << r.head << r.body;
+}
+
+// ---- A request line httplib cannot parse: one 400, then close (no desync) ----
+
+TEST_F(HostileClientTest, AMalformedRequestLineGetsOne400AndTheConnectionCloses) {
+  start();
+  const std::string cases[] = {
+      "FOO /v2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",  // was four 400s, then held open
+      "GET /\r\n" + [] {
+        std::string blank;
+        for (int i = 0; i < 1000; ++i) blank += "\r\n";
+        return blank;
+      }(),  // was 1001 answers
+      // was a 400 and then a 200: the header line served as a request
+      "FOO /x HTTP/1.1\r\nGET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n",
+  };
+  for (const std::string& request : cases) {
+    RawConnection s(port_);
+    ASSERT_TRUE(s.connected());
+    s.send(request);
+    const auto first = s.read();
+    EXPECT_EQ(first.status, 400) << request.substr(0, 40);
+    EXPECT_NE(first.body.find("\"error\":\"malformed request"), std::string::npos) << first.body;
+    EXPECT_NE(first.head.find("Connection: close"), std::string::npos) << first.head;
+    const auto second = s.read(std::chrono::seconds(2));
+    EXPECT_EQ(second.status, 0) << "a second answer on a desynced connection: " << second.head;
+    EXPECT_TRUE(s.closed_by_server(std::chrono::seconds(5)));
+  }
+  expect_alive();
+}
+
+// ---- A FIFO named model.pt ----
+
+TEST_F(HostileClientTest, AFifoModelFileIsRefusedWith400AtOnce) {
+  start();
+  std::filesystem::create_directories(repo_.file("fifo/1"));
+  testing::make_fifo(repo_.file("fifo/1/model.pt"));
+  RawConnection s(port_);
+  s.send(post("/v2/repository/models/fifo/load", "", "Authorization: Bearer secret\r\n"));
+  const auto r = s.read(std::chrono::seconds(20));
+  if (r.status == 0) testing::unblock_fifo_readers(repo_.file("fifo/1/model.pt"));  // the old hang: free the thread
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(r.body.find("fifo/1/model.pt: not a regular file (a FIFO)"), std::string::npos) << r.body;
+  expect_alive();
+}
+
+// ---- JSON requests: memory a small multiple of the body ----
+
+TEST_F(HostileClientTest, AJsonRequestCostsASmallMultipleOfItsBodyInMemory) {
+  start();
+  // 1365 images of "7," (8 MiB), far over max_batch_size 8: the old parser held ~9.5x the body
+  // (a double per value, doubling copies, a float64 tensor) before refusing it.
+  const std::string request = post("/v2/models/cifar10/infer", uint8_request(1365).dump());
+  const auto body = static_cast<int64_t>(request.size());
+  RawConnection s(port_);
+  testing::reset_heap_peak();
+  const int64_t before = testing::heap_bytes_in_use();
+  s.send(request);
+  const auto r = s.read();
+  const int64_t peak = testing::heap_peak_bytes() - before;
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(r.body.find("max_batch_size"), std::string::npos) << r.body;
+  EXPECT_LT(peak, 4 * body) << "peak heap growth " << peak << " bytes for a body of " << body << " bytes";
+  std::cout << "peak heap growth " << peak << " bytes for a " << body << "-byte JSON body: "
+            << static_cast<double>(peak) / static_cast<double>(body) << "x\n";
 }
 
 TEST_F(HostileClientTest, TheOutputsListIsBounded) {

@@ -2,12 +2,20 @@
 #include "test_util.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <future>
+#include <thread>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -54,6 +62,33 @@ std::string minimal_metadata(const std::vector<std::string>& classes, const std:
                         {"input", {{"shape", {-1, 3, 32, 32}}}},
                         {"classes", classes}}
       .dump();
+}
+
+std::string error_within_deadline(const std::string& fifo, const std::function<void()>& fn) {
+  std::packaged_task<std::string()> task([&fn] { return error_of(fn); });
+  std::future<std::string> result = task.get_future();
+  std::thread worker(std::move(task));
+  if (result.wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
+    ADD_FAILURE() << "still blocked after 30 s (on the FIFO " << fifo << "?)";
+    while (result.wait_for(std::chrono::milliseconds(10)) != std::future_status::ready) unblock_fifo_readers(fifo);
+  }
+  worker.join();
+  return result.get();
+}
+
+void unblock_fifo_readers(const std::string& fifo) {
+  for (int i = 0; i < 1000; ++i) {
+    // Succeeds only while a reader has the FIFO open (or waits in open()); ENXIO: none left.
+    const int fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return;
+    ::close(fd);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // a cleanup path, not synchronization
+  }
+}
+
+void make_fifo(const std::string& path) {
+  if (::mkfifo(path.c_str(), 0600) != 0)
+    throw std::runtime_error("mkfifo " + path + ": " + std::strerror(errno));
 }
 
 int run_command(const std::string& command, const std::string& log) {

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,18 @@ std::string error_of(Fn&& fn) {
   }
   return "";
 }
+
+// Runs `fn` on its own thread and returns the message of what it throws ("" when nothing). When
+// `fn` has not returned within 30 s, fails the test, then unblocks readers of `fifo` until it
+// returns: a read that blocks on a FIFO (what these tests guard against) cannot hang the suite.
+std::string error_within_deadline(const std::string& fifo, const std::function<void()>& fn);
+
+// Opens and closes the write end of `fifo` while readers wait on it, so a blocked open() returns
+// and its read() sees the end of the file. Returns once no reader is left (at most ~10 s).
+void unblock_fifo_readers(const std::string& fifo);
+
+// Creates a FIFO at `path` (mkfifo); throws std::runtime_error when it cannot.
+void make_fifo(const std::string& path);
 
 // A fresh folder under the system temp dir, removed with everything in it on destruction.
 class TempDir {

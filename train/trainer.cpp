@@ -56,9 +56,10 @@ std::string metrics_csv(const std::vector<EpochMetrics>& history) {
 // written before checkpoints carried the training record).
 std::vector<EpochMetrics> read_metrics(const std::string& path, int64_t last_epoch) {
   std::vector<EpochMetrics> rows;
-  std::ifstream in(path);
+  if (!std::filesystem::exists(path)) return rows;
+  std::istringstream in(read_text(path));  // refuses a FIFO or device instead of blocking on it
   std::string line;
-  if (!in || !std::getline(in, line) || line != kMetricsHeader) return rows;
+  if (!std::getline(in, line) || line != kMetricsHeader) return rows;
   while (std::getline(in, line)) {
     EpochMetrics m;
     char c;
