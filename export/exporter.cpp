@@ -99,8 +99,6 @@ void check_format_options(const ExportOptions& o) {
         "operators (oneDNN packed weights), which have no QDQ conversion; export float32 ONNX, or int8 TorchScript");
 }
 
-}
-
 // Refuses outputs that could only fail at the end, after minutes of work: an --out that is a
 // directory, FIFO or device, a --samples that is not a directory.
 void refuse_unwritable_outputs(const ExportOptions& o) {
