@@ -10,16 +10,9 @@
 #include "checkpoint.h"
 #include "config.h"
 #include "distributed.h"
+#include "loss.h"
 
 namespace maas {
-
-// The loss of one training batch from the model's logits: a scalar to minimize. The training step
-// calls it; distillation and other objectives plug in here.
-using LossFunction = std::function<torch::Tensor(const torch::Tensor& logits, const Batch& batch)>;
-
-// The configured loss: cross-entropy against the labels smoothed by `smoothing` ((1 - s) one-hot
-// + s / classes), averaged over the batch.
-LossFunction label_smoothed_cross_entropy(double smoothing);
 
 struct TrainHooks {
   // Polled after every batch; returning true makes train() checkpoint and return early.
@@ -49,7 +42,7 @@ struct TrainResult {
 // best.pt there, all atomically, after every epoch. With `resume`, continues from run_dir/last.pt
 // and ends where an uninterrupted run would (bit-identical with train.threads=1), whenever the
 // previous process died: last.pt commits an epoch, and resuming first rebuilds metrics.csv and
-// best.pt from it (see the comment at the epoch's end in trainer.cpp).
+// best.pt from it (see run_record.h).
 // Throws ConfigError, DataError or CheckpointError with a message naming the problem, and
 // DistributedError when a rank of the group is lost. Not thread-safe: sets LibTorch's global
 // thread count and seed.
