@@ -49,14 +49,14 @@ void ReplicaSync::reduce_step(ClassifierImpl& model, StepStats& stats, int64_t e
 }
 
 Evaluation ReplicaSync::evaluate(ClassifierImpl& model, const ImageSet& set, const Normalization& normalization,
-                                 int64_t batch_size, bool channels_last, TtaMode tta) {
-  if (!group_) return maas::evaluate(model, set, normalization, batch_size, channels_last, tta);
+                                 int64_t batch_size, bool channels_last, TtaMode tta, Precision precision) {
+  if (!group_) return maas::evaluate(model, set, normalization, batch_size, channels_last, tta, precision);
   const int64_t n = set.size(), rank = group_->rank(), ranks = group_->size();
   const ImageSet shard = slice(set, n * rank / ranks, n * (rank + 1) / ranks);
   const auto classes = static_cast<int64_t>(set.classes.size());
   auto sums = torch::zeros({1 + classes * classes}, torch::kFloat64);  // loss sum, then the confusion counts
   if (shard.size() > 0) {
-    const Evaluation local = maas::evaluate(model, shard, normalization, batch_size, channels_last, tta);
+    const Evaluation local = maas::evaluate(model, shard, normalization, batch_size, channels_last, tta, precision);
     sums[0].fill_(local.loss * static_cast<double>(shard.size()));
     sums.slice(0, 1).add_(torch::tensor(local.confusion, torch::kInt64).to(torch::kFloat64));
   }

@@ -38,7 +38,7 @@ class ReplicaSync {
   // evaluate() over the whole set; with a group each rank evaluates its share and the sums are
   // combined, so every rank gets the figures of the whole set.
   Evaluation evaluate(ClassifierImpl& model, const ImageSet& set, const Normalization& normalization,
-                      int64_t batch_size, bool channels_last, TtaMode tta);
+                      int64_t batch_size, bool channels_last, TtaMode tta, Precision precision);
   // Throws DistributedError unless every rank holds bitwise the same `tensors` after `epoch`.
   void check_identical(const std::vector<torch::Tensor>& tensors, int64_t epoch);
   // True when any rank asked to stop after `epoch`.

@@ -44,6 +44,8 @@ class RunRecord {
   void continue_after_resume();
 
   const CheckpointMeta& meta() const { return meta_; }
+  // The precision the checkpoints record ("float32" or "bfloat16").
+  void set_precision(const std::string& precision) { meta_.precision = precision; }
   int64_t epochs_done() const { return meta_.epoch; }
   int64_t steps_done() const { return meta_.step; }  // in epoch epochs_done() + 1
 

@@ -28,11 +28,28 @@ std::optional<PrunedNetwork> pruned_network(const RunConfig& config, const Model
   return pruned;
 }
 
+// The run's precision: train.precision resolved on `cpu`; a resume keeps the checkpoint's ("auto"
+// takes it, another explicit precision is refused).
+PrecisionChoice run_precision(const TrainOptions& opt, const CpuInfo& cpu, const CheckpointReader* checkpoint,
+                              const std::string& checkpoint_path) {
+  if (checkpoint && opt.precision == "auto") {
+    const Precision saved =
+        checkpoint->meta().precision == "bfloat16" ? Precision::kBFloat16 : Precision::kFloat32;
+    return {saved, "the run's own (train.precision=auto on resume keeps what " + checkpoint_path + " trained in)"};
+  }
+  const PrecisionChoice choice = resolve_precision(opt.precision, cpu);
+  if (checkpoint && precision_name(choice.precision) != checkpoint->meta().precision)
+    throw ConfigError("train.precision=" + opt.precision + " but " + checkpoint_path + " was trained in " +
+                      checkpoint->meta().precision + "; a run keeps its precision: resume with train.precision=" +
+                      checkpoint->meta().precision + " (or auto), or start a new run");
+  return choice;
+}
+
 }  // namespace
 
 Evaluation TrainingRun::evaluate() {
   return sync->evaluate(weights->evaluated(), test_set, record->meta().normalization, eval_batch_size,
-                        channels_last, tta);
+                        channels_last, tta, precision);
 }
 
 std::unique_ptr<TrainingRun> set_up_run(const RunConfig& config, const std::string& run_dir, bool resume,
@@ -64,12 +81,19 @@ std::unique_ptr<TrainingRun> set_up_run(const RunConfig& config, const std::stri
     checkpoint = run->record->resume(network, spec, opt.epochs);
   else
     run->record->start(network, spec, train_set);
+  const PrecisionChoice precision = run_precision(opt, hooks.cpu ? *hooks.cpu : this_cpu(), checkpoint.get(),
+                                                  last_checkpoint_path(run_dir));
+  run->precision = precision.precision;
+  run->record->set_precision(precision_name(precision.precision));
+  if (log) *log << "precision: " << precision_name(precision.precision) << " (" << precision.reason << ")\n";
   run->weights = std::make_unique<TrainedWeights>(config, network, spec, run->record->meta(), train_set,
                                                   pruned ? &*pruned : nullptr, checkpoint.get(), log);
   if (checkpoint) run->record->continue_after_resume();
   run->sync = std::make_unique<ReplicaSync>(group, opt.batch_size, train_set.size());
   if (group) run->sync->broadcast_from_rank0(run->weights->replicated_tensors());
-  run->record->write_config(to_yaml(config));
+  RunConfig recorded = config;  // config.yaml says what the run trains in, not "auto"
+  recorded.train.precision = precision_name(run->precision);
+  run->record->write_config(to_yaml(recorded));
 
   run->batches = std::make_unique<BatchSource>(train_set, config.augment, run->record->meta().normalization,
                                                opt.batch_size, opt.seed, opt.channels_last);
@@ -80,7 +104,7 @@ std::unique_ptr<TrainingRun> set_up_run(const RunConfig& config, const std::stri
   run->eval_batch_size = opt.eval_batch_size;
   run->channels_last = opt.channels_last;
   const TrainingLoss loss = choose_loss(config, hooks.loss, spec, run->record->meta().classes, train_set);
-  run->step = std::make_unique<TrainStep>(run->weights->model(), loss.loss);
+  run->step = std::make_unique<TrainStep>(run->weights->model(), loss.loss, run->precision);
   run->weights->freeze_stem_if_due(run->record->epochs_done(), log);
 
   const std::string summary = model_summary(run->weights->model(), spec);

@@ -22,6 +22,7 @@ struct TrainingRun {
   std::ostream* log = nullptr;  // this process's log (nullptr on ranks other than 0, or silent)
   ImageSet test_set;
   TtaMode tta = TtaMode::kNone;
+  Precision precision = Precision::kFloat32;  // of training and evaluation
   int64_t eval_batch_size = 500;
   bool channels_last = true;
   std::unique_ptr<RunRecord> record;        // the run directory and the progress it commits

@@ -8,8 +8,12 @@ StepStats TrainStep::run(const Batch& batch) {
   const int64_t count = batch.labels.size(0);
   stats.seen = static_cast<double>(count);
   if (count == 0) return stats;
-  const auto logits = model_.forward(batch.images);
-  const auto loss = loss_(logits, batch);
+  torch::Tensor logits, loss;
+  {
+    const AutocastScope autocast(precision_);  // its end drops the step's bfloat16 weight copies
+    logits = model_.forward(batch.images);
+    loss = loss_(logits.to(torch::kFloat32), batch);  // the loss of float32 logits, as autocast's policy has it
+  }
   loss.backward();
   stats.loss_sum = loss.item<double>() * static_cast<double>(count);
   stats.correct = static_cast<double>(logits.argmax(1).eq(batch.labels).sum().item<int64_t>());

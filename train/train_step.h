@@ -6,6 +6,7 @@
 #include "batch_source.h"
 #include "loss.h"
 #include "models.h"
+#include "precision.h"
 
 namespace maas {
 
@@ -17,10 +18,13 @@ struct StepStats {
   bool stop = false;    // a stop was requested during the step
 };
 
-// Computes a batch's gradients on `model` with `loss`. Not thread-safe; keeps references to both.
+// Computes a batch's gradients on `model` with `loss` in `precision`: bfloat16 runs forward and
+// loss under CPU autocast, backward outside it (autograd follows the casts back to the float32
+// weights). Not thread-safe; keeps a reference to the model.
 class TrainStep {
  public:
-  TrainStep(ClassifierImpl& model, LossFunction loss) : model_(model), loss_(std::move(loss)) {}
+  TrainStep(ClassifierImpl& model, LossFunction loss, Precision precision)
+      : model_(model), loss_(std::move(loss)), precision_(precision) {}
 
   // Runs forward, loss and backward on `batch` (nothing for an empty batch: a rank's shard of a
   // small last batch may be). Requires zeroed gradients. Guarantees: the parameters' .grad() hold
@@ -30,6 +34,7 @@ class TrainStep {
  private:
   ClassifierImpl& model_;
   LossFunction loss_;
+  Precision precision_;
 };
 
 }  // namespace maas

@@ -9,6 +9,7 @@
 #include "batch_source.h"
 #include "checkpoint.h"
 #include "config.h"
+#include "cpu_info.h"
 #include "distributed.h"
 #include "loss.h"
 
@@ -30,6 +31,8 @@ struct TrainHooks {
   // calls train() with the same config: each computes its shard of every batch, gradients are
   // averaged over the group, evaluation is sharded, and only rank 0 logs and writes run_dir.
   DataParallelGroup* group = nullptr;
+  // The CPU that train.precision=auto decides for; nullptr = this machine's (tests pretend others).
+  const CpuInfo* cpu = nullptr;
 };
 
 struct TrainResult {
@@ -43,6 +46,8 @@ struct TrainResult {
 // and ends where an uninterrupted run would (bit-identical with train.threads=1), whenever the
 // previous process died: last.pt commits an epoch, and resuming first rebuilds metrics.csv and
 // best.pt from it (see run_record.h).
+// train.precision=auto resolves on hooks.cpu; a resume keeps the run's precision (auto takes it
+// from last.pt; another explicit one is a ConfigError). config.yaml records the resolved one.
 // Throws ConfigError, DataError or CheckpointError with a message naming the problem, and
 // DistributedError when a rank of the group is lost. Not thread-safe: sets LibTorch's global
 // thread count and seed.
