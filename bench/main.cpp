@@ -6,12 +6,14 @@
 #include <iostream>
 
 #include "cli.h"
+#include "cpu_info.h"
 #include "artifact_bench.h"
 #include "explain_bench.h"
 #include "inference_bench.h"
 #include "load_bench.h"
 
 int main(int argc, char** argv) {
+  std::cerr << maas::select_aten_cpu_capability(maas::this_cpu()) << "\n";  // before any ATen kernel runs
   cxxopts::Options options("maas-bench",
                            "Measure maas.\n  maas-bench inference --run DIR   in-process forward speed of a run's model\n"
                            "  maas-bench artifacts --artifacts A.pt,B.pt [--threads 1,2]   artifacts as served: size, MACs, accuracy, speed\n"

@@ -70,6 +70,7 @@ std::string checkpoint_bytes(const CheckpointMeta& meta, torch::nn::Module& mode
   archive.write("meta/history", c10::IValue(to_list(history)));
   archive.write("meta/best_epoch", c10::IValue(meta.best_epoch));
   archive.write("meta/best_confusion", c10::IValue(c10::List<int64_t>(meta.best_confusion)));
+  archive.write("meta/precision", c10::IValue(meta.precision));
   torch::serialize::OutputArchive model_archive;
   model.save(model_archive);
   archive.write("model", model_archive);
@@ -172,6 +173,12 @@ CheckpointReader::CheckpointReader(const std::string& path) : path_(path) {
       const auto classes = static_cast<size_t>(meta_.spec.classes);
       if (!meta_.best_confusion.empty() && meta_.best_confusion.size() != classes * classes)
         throw CheckpointError(path + ": malformed meta/best_confusion");
+    }
+    c10::IValue precision;  // optional: float32 before it was recorded
+    if (archive_->try_read("meta/precision", precision)) {
+      meta_.precision = precision.toStringRef();
+      if (meta_.precision != "float32" && meta_.precision != "bfloat16")
+        throw CheckpointError(path + ": unknown meta/precision '" + meta_.precision.substr(0, 40) + "'");
     }
   } catch (const CheckpointError&) {
     throw;

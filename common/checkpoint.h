@@ -51,6 +51,9 @@ struct CheckpointMeta {
   // The confusion matrix of best.pt's evaluation: classes x classes counts, row-major, row = true
   // class, column = predicted class. Empty before the first evaluation and in older checkpoints.
   std::vector<int64_t> best_confusion;
+  // The arithmetic the run trains and evaluates in ("float32" or "bfloat16"); the weights are
+  // float32 either way. "float32" in checkpoints written before it existed.
+  std::string precision = "float32";
 };
 
 // The checkpoint file's bytes: meta, model and (if given) optimizer. `model` is the network that

@@ -95,6 +95,8 @@ std::vector<ConfigField> fields_of(RunConfig& c) {
       {"train.seed", &c.train.seed, non_negative(&c.train.seed)},
       {"train.threads", &c.train.threads, in_range(&c.train.threads, 0, kMaxThreads), may_change},
       {"train.channels_last", &c.train.channels_last, any, may_change},
+      {"train.precision", &c.train.precision, one_of(&c.train.precision, {"float32", "bfloat16", "auto"}),
+       may_change},  // but see resume_conflicts
       {"train.optimizer", &c.train.optimizer, one_of(&c.train.optimizer, {"adam", "adamw", "sgd"})},
       {"train.momentum", &c.train.momentum, number_in(&c.train.momentum, 0, 0.9999)},
       {"train.nesterov", &c.train.nesterov, any},
@@ -389,6 +391,12 @@ std::vector<std::string> resume_conflicts(const RunConfig& saved, const RunConfi
     if (old_value != new_value)
       conflicts.push_back(before[i].key + ": " + old_value + " in the run, " + new_value + " now");
   }
+  // A run keeps its precision; "auto" on either side means "the run's own" (the trainer checks the
+  // checkpoint's), so only two different explicit precisions conflict here.
+  if (saved.train.precision != requested.train.precision && saved.train.precision != "auto" &&
+      requested.train.precision != "auto")
+    conflicts.push_back("train.precision: " + saved.train.precision + " in the run, " + requested.train.precision +
+                        " now (a run keeps the precision it started with)");
   // Schedules that span the whole run change with its length: more epochs is another run then.
   const bool spans_run = saved.train.schedule == "cosine" || saved.train.schedule == "onecycle" ||
                          (saved.train.ema_decay > 0 && saved.train.ema_warmup_power > 0);

@@ -64,6 +64,9 @@ struct TrainOptions {
   int64_t seed = 0;               // seeds weight init, shuffling and augmentation: same seed, same run
   int64_t threads = 0;            // LibTorch intra-op threads; 0 = all cores
   bool channels_last = true;      // NHWC memory format: faster oneDNN convolutions, same maths
+  std::string precision = "auto";  // "float32"; "bfloat16" (CPU autocast: bf16 convolutions and matrix
+                                   // products, float32 weights, optimizer and BatchNorm statistics); "auto" =
+                                   // bfloat16 where the CPU has avx512_bf16 or AMX, else float32
 
   // Optimizer.
   std::string optimizer = "adam";       // "adam", "adamw" or "sgd"
@@ -150,7 +153,8 @@ std::string to_yaml(const RunConfig& config);
 // "train.batch_size: 32 in the run, 64 now". Empty when the run may be resumed with `requested`.
 // Keys that do not alter results (ConfigField::resume_may_change: epochs, threads, data.root,
 // eval batch size, memory format, evaluation, model.init) may differ; train.epochs may not when
-// the schedule or the EMA warmup spans the run.
+// the schedule or the EMA warmup spans the run; train.precision may be "auto" on either side
+// (the run's own), but two different explicit precisions conflict.
 std::vector<std::string> resume_conflicts(const RunConfig& saved, const RunConfig& requested);
 
 // Every dotted key a run config knows ("data.dataset", ..., "distributed.timeout_s"), in the order

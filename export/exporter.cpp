@@ -199,6 +199,7 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
       {"training", {{"config", yaml_to_json(YAML::Load(to_yaml(config)))},
                     {"checkpoint", std::filesystem::path(ckpt_file).filename().string()},
                     {"epoch", meta.epoch},
+                    {"precision", meta.precision},  // of training and its evaluation; the weights here are float32
                     {"final_test_acc", meta.last_test_acc},
                     {"best_test_acc", meta.best_test_acc}}},
   };

@@ -162,7 +162,9 @@ Batch BatchSource::batch(int64_t epoch, int64_t step, int64_t shard, int64_t sha
     chosen = std::vector<ImageAugmentation>(chosen.begin() + begin, chosen.begin() + end);
   }
   auto pixels = augment_images(set_.images, index, chosen, augment_, fill_);
-  auto x = normalization_.apply(pixels);
+  // Channels-last from the bytes on: the float batch is born in the layout the convolutions read
+  // (a uint8 transpose is a quarter of a float one; the values are the same).
+  auto x = normalization_.apply(channels_last_ ? pixels.contiguous(torch::MemoryFormat::ChannelsLast) : pixels);
   if (channels_last_) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
   auto labels = set_.labels.index_select(0, torch::tensor(index, torch::kInt64));
   return {x, labels, pixels};

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "config.h"
-#include "trainer.h"
+#include "loss.h"
 
 namespace maas {
 

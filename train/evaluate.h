@@ -6,6 +6,7 @@
 
 #include "dataset.h"
 #include "models.h"
+#include "precision.h"
 #include "tta.h"
 
 namespace maas {
@@ -22,8 +23,9 @@ struct Evaluation {
 Evaluation evaluation_from_sums(double loss_sum, std::vector<int64_t> confusion, int64_t images);
 
 // Runs `model` in eval mode without autograd over `set` in batches of `batch_size` and restores
-// the model's training mode. Deterministic. Requires set.size() > 0.
+// the model's training mode, in `precision` (the training's: bfloat16 runs under CPU autocast).
+// Deterministic. Requires set.size() > 0.
 Evaluation evaluate(ClassifierImpl& model, const ImageSet& set, const Normalization& normalization,
-                    int64_t batch_size, bool channels_last, TtaMode tta);
+                    int64_t batch_size, bool channels_last, TtaMode tta, Precision precision = Precision::kFloat32);
 
 }  // namespace maas

@@ -11,6 +11,7 @@
 #include "checkpoint.h"
 #include "cli.h"
 #include "config.h"
+#include "cpu_info.h"
 #include "dataset.h"
 #include "distributed.h"
 #include "models.h"
@@ -94,6 +95,8 @@ int report_main(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before any ATen kernel runs: ATen reads ATEN_CPU_CAPABILITY once.
+  const std::string aten_line = maas::select_aten_cpu_capability(maas::this_cpu());
   if (argc > 1 && std::string(argv[1]) == "report") return report_main(argc - 1, argv + 1);
   cxxopts::Options options("maas-train", "Train an image classifier with LibTorch (Adam, cross-entropy).");
   options.add_options()
@@ -153,6 +156,7 @@ int main(int argc, char** argv) {
           launch, std::chrono::milliseconds(static_cast<int64_t>(config.distributed.timeout_s * 1000)));
     }
 
+    if (rank0) std::cerr << maas::cpu_line(maas::this_cpu()) << "\n" << aten_line << "\n";
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
     maas::TrainHooks hooks;

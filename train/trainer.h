@@ -9,17 +9,11 @@
 #include "batch_source.h"
 #include "checkpoint.h"
 #include "config.h"
+#include "cpu_info.h"
 #include "distributed.h"
+#include "loss.h"
 
 namespace maas {
-
-// The loss of one training batch from the model's logits: a scalar to minimize. The training step
-// calls it; distillation and other objectives plug in here.
-using LossFunction = std::function<torch::Tensor(const torch::Tensor& logits, const Batch& batch)>;
-
-// The configured loss: cross-entropy against the labels smoothed by `smoothing` ((1 - s) one-hot
-// + s / classes), averaged over the batch.
-LossFunction label_smoothed_cross_entropy(double smoothing);
 
 struct TrainHooks {
   // Polled after every batch; returning true makes train() checkpoint and return early.
@@ -37,6 +31,8 @@ struct TrainHooks {
   // calls train() with the same config: each computes its shard of every batch, gradients are
   // averaged over the group, evaluation is sharded, and only rank 0 logs and writes run_dir.
   DataParallelGroup* group = nullptr;
+  // The CPU that train.precision=auto decides for; nullptr = this machine's (tests pretend others).
+  const CpuInfo* cpu = nullptr;
 };
 
 struct TrainResult {
@@ -49,7 +45,9 @@ struct TrainResult {
 // best.pt there, all atomically, after every epoch. With `resume`, continues from run_dir/last.pt
 // and ends where an uninterrupted run would (bit-identical with train.threads=1), whenever the
 // previous process died: last.pt commits an epoch, and resuming first rebuilds metrics.csv and
-// best.pt from it (see the comment at the epoch's end in trainer.cpp).
+// best.pt from it (see run_record.h).
+// train.precision=auto resolves on hooks.cpu; a resume keeps the run's precision (auto takes it
+// from last.pt; another explicit one is a ConfigError). config.yaml records the resolved one.
 // Throws ConfigError, DataError or CheckpointError with a message naming the problem, and
 // DistributedError when a rank of the group is lost. Not thread-safe: sets LibTorch's global
 // thread count and seed.

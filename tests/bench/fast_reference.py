@@ -3,9 +3,11 @@
 the same airbench network (whitened frozen stem, BatchNorm scales frozen), batched augmentation
 (alternating flip, 2-pixel reflect translate), Nesterov SGD with the same groups, label smoothing,
 lookahead every 5 steps. Times --steps training steps after 2 warm-up steps (no evaluation) and
-prints JSON {"images_per_s": ...}. Used by fast_speed.py; reads CIFAR-10's binary files.
+prints JSON {"images_per_s": ...}. Used by fast_speed.py; reads CIFAR-10's binary files. --bf16 runs
+forward and loss under CPU autocast to bfloat16 (PyTorch's recommended mixed precision on CPU);
+ATen's kernels follow ATEN_CPU_CAPABILITY from the environment.
 
-  /usr/bin/python3 tests/bench/fast_reference.py --root data/cifar-10-batches-bin [--steps 10]
+  /usr/bin/python3 tests/bench/fast_reference.py --root data/cifar-10-batches-bin [--steps 10] [--bf16]
 """
 import argparse, json, os, time
 import numpy as np
@@ -62,6 +64,7 @@ def main():
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--widths", type=int, nargs=3, default=[64, 128, 128])
+    p.add_argument("--bf16", action="store_true", help="forward and loss under torch.autocast('cpu', bfloat16)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -86,7 +89,8 @@ def main():
         x = augment(x, 2, coins[index])
         x = x.contiguous(memory_format=torch.channels_last)
         optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), labels[index], label_smoothing=0.2)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+            loss = F.cross_entropy(model(x), labels[index], label_smoothing=0.2)
         loss.backward()
         optimizer.step()
         if (i + 1) % 5 == 0:
