@@ -38,7 +38,10 @@ struct ExportOptions {
   // up to ~1% of the range on real runs (docs: issue 22), so 1/32 = 3.1% leaves room, while a wrong
   // graph (a missing cast, a layer in the wrong dtype) is off by a multiple of the range.
   double bf16_max_relative_diff = 1.0 / 32;
-  double bf16_min_top1_agreement = 0.99;       // bf16: least fraction of verified images with float32's top class
+  // bf16: least fraction of verified images with float32's top class. A flip needs a float32 top-2
+  // margin below twice the difference, so flips are near-ties; a weakly trained network has many
+  // (a 2-epoch airbench: 6 of 512 images, 98.8%); a broken graph flips most images.
+  double bf16_min_top1_agreement = 0.98;
   bool force_bf16 = false;                     // bf16: export even where the CPU lacks native bf16 (--force-bf16)
   const CpuInfo* cpu = nullptr;                // the CPU the bf16 check reads; null = this_cpu() (tests pretend)
   int64_t calibration_images = 1024;           // int8: first training images run through the observers;

@@ -152,6 +152,16 @@ TEST_F(ExportTest, FrozenVariantVerifies) {
   EXPECT_LE(f.max_abs_diff, 1e-4);
 }
 
+// A ModelRunner of one single-threaded instance, batches of up to 8 images.
+BatchingOptions one_small_instance() {
+  BatchingOptions batching;
+  batching.instances = 1;
+  batching.threads_per_instance = 1;
+  batching.max_batch_size = 8;
+  batching.max_queue_images = 8;
+  return batching;
+}
+
 // The loss of a tiny model on 300 tiny test images is noisy; int8 tests allow this much
 // (maas-export's default is 1 point, measured on real runs in README).
 constexpr double kTinyRunAccuracyDrop = 0.05;
@@ -208,12 +218,7 @@ TEST_F(ExportTest, Int8ArtifactRunsInt8KernelsAndDescribesItself) {
   EXPECT_LE((expected - got).abs().max().item<double>(), 0.1 * expected.abs().max().item<double>());
 
   // maas-serve's ModelRunner runs it as loaded (no pass that undoes the quantization).
-  BatchingOptions batching;
-  batching.instances = 1;
-  batching.threads_per_instance = 1;
-  batching.max_batch_size = 8;
-  batching.max_queue_images = 8;
-  ModelRunner runner("int8", 1, loaded, batching);
+  ModelRunner runner("int8", 1, loaded, one_small_instance());
   EXPECT_GE(count_nodes(serving_module(loaded), "quantized::conv2d_relu"), 1);
   const auto eight = pixels.slice(0, 0, 8);
   EXPECT_TRUE(runner.infer(eight).allclose(m.get_method("forward")({eight}).toTensor(), 1e-5, 1e-5));
@@ -337,12 +342,7 @@ TEST_F(ExportTest, Bf16ArtifactHoldsBf16WeightsVerifiesAndIsServed) {
   EXPECT_LE((expected - got).abs().max().item<double>(), o.bf16_max_relative_diff * r.logit_range);
 
   // maas-serve's ModelRunner optimizes and runs it like a float32 artifact.
-  BatchingOptions batching;
-  batching.instances = 1;
-  batching.threads_per_instance = 1;
-  batching.max_batch_size = 8;
-  batching.max_queue_images = 8;
-  ModelRunner runner("bf16", 1, loaded, batching);
+  ModelRunner runner("bf16", 1, loaded, one_small_instance());
   const auto served = runner.infer(pixels.slice(0, 0, 8));
   EXPECT_EQ(served.scalar_type(), torch::kFloat32);
   EXPECT_LE((served - expected.slice(0, 0, 8)).abs().max().item<double>(), o.bf16_max_relative_diff * r.logit_range);
