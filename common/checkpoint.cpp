@@ -49,6 +49,7 @@ std::string checkpoint_bytes(const CheckpointMeta& meta, torch::nn::Module& mode
   archive.write("meta/model_name", c10::IValue(meta.model.name));
   archive.write("meta/model_widths", c10::IValue(c10::List<int64_t>(meta.model.widths)));
   archive.write("meta/model_width", c10::IValue(meta.model.width));
+  archive.write("meta/model_activation", c10::IValue(meta.model.activation));
   archive.write("meta/spec", c10::IValue(c10::List<int64_t>(
                                  {meta.spec.channels, meta.spec.height, meta.spec.width, meta.spec.classes})));
   archive.write("meta/classes", c10::IValue(to_list(meta.classes)));
@@ -132,6 +133,9 @@ CheckpointReader::CheckpointReader(const std::string& path) : path_(path) {
       meta_.model.widths = read("meta/model_widths").toIntVector();
       meta_.model.width = read("meta/model_width").toDouble();
     }
+    // Optional: checkpoints written before model.activation existed have the architecture's own.
+    if (c10::IValue activation; archive_->try_read("meta/model_activation", activation))
+      meta_.model.activation = activation.toStringRef();
     auto spec = read("meta/spec").toIntVector();
     if (spec.size() != 4) throw CheckpointError(path + ": malformed meta/spec");
     meta_.spec = {spec[0], spec[1], spec[2], spec[3]};

@@ -86,6 +86,11 @@ std::vector<ConfigField> fields_of(RunConfig& c) {
          return "";
        }},
       {"model.width", &c.model.width, number_in(&c.model.width, 0, kMaxWidthMultiplier, open)},
+      {"model.activation", &c.model.activation,
+       [&c]() -> std::string {
+         const auto& a = c.model.activation;
+         return a.empty() || a == "gelu" || a == "relu" ? "" : "must be gelu, relu, or \"\" (the architecture's own)";
+       }},
       {"model.init", &c.model.init, any, may_change},
       {"train.epochs", &c.train.epochs, positive(&c.train.epochs), may_change},
       {"train.batch_size", &c.train.batch_size, in_range(&c.train.batch_size, 1, kMaxBatchSize)},
@@ -385,7 +390,8 @@ std::vector<std::string> resume_conflicts(const RunConfig& saved, const RunConfi
   for (size_t i = 0; i < before.size(); ++i) {
     if (before[i].resume_may_change) continue;
     // widths written out or scaled differently may still build the same network
-    const bool model_key = before[i].key == "model.widths" || before[i].key == "model.width";
+    const bool model_key =
+        before[i].key == "model.widths" || before[i].key == "model.width" || before[i].key == "model.activation";
     if (model_key && same_network(saved.model, requested.model)) continue;
     const std::string old_value = field_value_yaml(before[i]), new_value = field_value_yaml(now[i]);
     if (old_value != new_value)

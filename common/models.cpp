@@ -15,9 +15,16 @@
 namespace maas {
 namespace {
 
+// An architecture with one activation (the registry checked `activation` is it).
 template <typename Net>
-std::shared_ptr<ClassifierImpl> make(const ModelSpec& spec, const std::vector<int64_t>& widths) {
+std::shared_ptr<ClassifierImpl> make(const ModelSpec& spec, const std::vector<int64_t>& widths, const std::string&) {
   return std::make_shared<Net>(spec, widths);
+}
+
+std::shared_ptr<ClassifierImpl> make_airbench(const ModelSpec& spec, const std::vector<int64_t>& widths,
+                                              const std::string& activation) {
+  return std::make_shared<AirbenchImpl>(spec, widths, activation == "relu" ? AirbenchActivation::kRelu
+                                                                           : AirbenchActivation::kGelu);
 }
 
 std::string join_names(const std::vector<std::string>& names) {
@@ -36,12 +43,14 @@ std::string join(const std::vector<int64_t>& values) {
 
 const std::vector<Architecture>& architectures() {
   static const std::vector<Architecture> table = {
-      {"airbench", "airbench-style: 2x2 stem, three conv groups (conv, pool, BN, GELU, conv, BN, GELU)",
-       {64, 256, 256}, make<AirbenchImpl>},
+      {"airbench",
+       "airbench-style: 2x2 stem, three conv groups (conv, pool, BN, GELU, conv, BN, GELU); model.activation "
+       "relu: conv, BN, ReLU, pool (int8 end to end)",
+       {64, 256, 256}, make_airbench, {"gelu", "relu"}},
       {"cnn", "the seed CNN: three 3x3 convolutions, two fully connected layers, no BatchNorm", {32, 64, 64, 64},
-       make<CnnImpl>},
+       make<CnnImpl>, {"relu"}},
       {"resnet9", "Myrtle's ResNet-9: conv-BN-ReLU, widths 64-128-256-512, two residual blocks",
-       {64, 128, 256, 512}, make<ResNet9Impl>},
+       {64, 128, 256, 512}, make<ResNet9Impl>, {"relu"}},
   };
   return table;
 }
@@ -74,6 +83,10 @@ void check_model_options(const ModelOptions& options) {
         throw ConfigError("key 'model.widths': " + join(options.widths) + ": each width must be in 1.." +
                           std::to_string(kMaxModelWidth));
   }
+  if (!options.activation.empty() &&
+      std::find(arch->activations.begin(), arch->activations.end(), options.activation) == arch->activations.end())
+    throw ConfigError("key 'model.activation': model '" + options.name + "' takes " + join_names(arch->activations) +
+                      " (\"\" = " + arch->activations.front() + "), got '" + options.activation + "'");
   if (!(options.width > 0) || options.width > kMaxWidthMultiplier)
     throw ConfigError("key 'model.width': " + std::to_string(options.width) + " must be in (0, 16]");
   for (int64_t w : resolved_widths(options))
@@ -90,16 +103,22 @@ std::vector<int64_t> resolved_widths(const ModelOptions& options) {
   return widths;
 }
 
+std::string resolved_activation(const ModelOptions& options) {
+  const Architecture* arch = find_architecture(options.name);
+  if (!arch) throw ConfigError("key 'model.name': unknown model '" + options.name + "'");
+  return options.activation.empty() ? arch->activations.front() : options.activation;
+}
+
 bool same_network(const ModelOptions& a, const ModelOptions& b) {
   if (a.name != b.name || !find_architecture(a.name)) return a == b;
-  return resolved_widths(a) == resolved_widths(b);
+  return resolved_widths(a) == resolved_widths(b) && resolved_activation(a) == resolved_activation(b);
 }
 
 std::shared_ptr<ClassifierImpl> make_model(const ModelOptions& options, const ModelSpec& spec) {
   check_model_options(options);
   if (spec.channels < 1 || spec.classes < 2)
     throw std::invalid_argument("model '" + options.name + "' needs >= 1 channel and >= 2 classes");
-  return find_architecture(options.name)->make(spec, resolved_widths(options));
+  return find_architecture(options.name)->make(spec, resolved_widths(options), resolved_activation(options));
 }
 
 int64_t parameter_count(const torch::nn::Module& model) {

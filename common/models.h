@@ -45,9 +45,14 @@ struct Architecture {
   std::string name;
   std::string description;              // one line: what it is, where it comes from
   std::vector<int64_t> default_widths;  // channels per stage: model.widths when it is not set
-  // Builds the network with fresh weights from torch's global RNG. Throws std::invalid_argument
-  // when the spec cannot be taken (e.g. images too small), naming the architecture.
-  std::function<std::shared_ptr<ClassifierImpl>(const ModelSpec&, const std::vector<int64_t>& widths)> make;
+  // Builds the network with fresh weights from torch's global RNG; `activation` is one of
+  // `activations`. Throws std::invalid_argument when the spec cannot be taken (e.g. images too
+  // small), naming the architecture.
+  std::function<std::shared_ptr<ClassifierImpl>(const ModelSpec&, const std::vector<int64_t>& widths,
+                                                const std::string& activation)>
+      make;
+  // model.activation values it takes, its own first; one entry = no choice.
+  std::vector<std::string> activations;
 };
 
 // Every registered architecture, sorted by name, and just their names.
@@ -60,16 +65,21 @@ constexpr double kMaxWidthMultiplier = 16;
 // nullptr when no architecture has that name.
 const Architecture* find_architecture(const std::string& name);
 
-// Throws ConfigError naming the key (model.name, model.widths or model.width) when `options` do not
-// fit their architecture: unknown name, the wrong number of widths, widths out of range.
+// Throws ConfigError naming the key (model.name, model.widths, model.width or model.activation)
+// when `options` do not fit their architecture: unknown name, the wrong number of widths, widths
+// out of range, an activation it does not offer.
 void check_model_options(const ModelOptions& options);
 
 // The widths the network is built with: model.widths (or the architecture's), times model.width.
 // Requires check_model_options(options) to pass.
 std::vector<int64_t> resolved_widths(const ModelOptions& options);
 
-// True when both options build the same network: same architecture and resolved widths
-// (widths [] and the architecture's own widths written out are the same network).
+// The activation the network is built with: model.activation, or the architecture's own when "".
+// Requires check_model_options(options) to pass.
+std::string resolved_activation(const ModelOptions& options);
+
+// True when both options build the same network: same architecture, resolved widths and
+// activation (widths [] and the architecture's own widths written out are the same network).
 bool same_network(const ModelOptions& a, const ModelOptions& b);
 
 // Builds the configured network with freshly initialized weights (uses torch's global RNG).

@@ -65,7 +65,7 @@ const std::unordered_set<std::string>& allowed_node_kinds() {
       "aten::flip", "aten::reflection_pad2d", "aten::narrow",
       // int8 artifacts (export/quantize.h): quantize the normalized input, int8 kernels whose
       // weights are the packed-params objects allowed below, dequantize where float ops follow
-      "aten::quantize_per_tensor", "aten::dequantize", "quantized::conv2d", "quantized::conv2d_relu",
+      "aten::quantize_per_tensor", "aten::_make_per_tensor_quantized_tensor", "aten::dequantize", "quantized::conv2d", "quantized::conv2d_relu",
       "quantized::linear", "quantized::linear_relu", "quantized::add", "quantized::add_relu",
       "quantized::mul_scalar", "quantized::batch_norm", "quantized::batch_norm_relu",
   };

@@ -62,7 +62,8 @@ std::string model_text(const ModelOptions& m) {
   std::string widths;
   for (int64_t w : m.widths) widths += (widths.empty() ? "" : ", ") + std::to_string(w);
   std::ostringstream out;
-  out << "(widths [" << widths << "], width " << m.width << ")";
+  out << "(widths [" << widths << "], width " << m.width << (m.activation.empty() ? "" : ", activation " + m.activation)
+      << ")";
   return out.str();
 }
 
@@ -97,6 +98,10 @@ void check_format_options(const ExportOptions& o) {
     throw std::invalid_argument(
         "--quantize int8 is not available with --format onnx yet: maas's int8 graph is LibTorch's quantized "
         "operators (oneDNN packed weights), which have no QDQ conversion; export float32 ONNX, or int8 TorchScript");
+  if (o.weights == WeightFormat::kBFloat16)
+    throw std::invalid_argument(
+        "--precision bf16 is not available with --format onnx: the ONNX file is float32 (runtimes choose their own "
+        "reduced precision); export float32 ONNX, or bf16 TorchScript");
 }
 
 // Refuses outputs that could only fail at the end, after minutes of work: an --out that is a
@@ -114,12 +119,54 @@ std::string samples_note(const ExportOptions& o) {
   return o.samples_dir.empty() ? "" : "; one test image per class in " + o.samples_dir + "/ (PNG)";
 }
 
+// bf16 without native bf16 arithmetic runs emulated, slower than float32: refused unless forced.
+void refuse_bf16_without_native_support(const ExportOptions& o) {
+  const CpuInfo& cpu = o.cpu ? *o.cpu : this_cpu();
+  if (o.weights != WeightFormat::kBFloat16 || o.force_bf16 || cpu.has_bf16()) return;
+  throw std::invalid_argument(
+      "--precision bf16: this CPU has no native bfloat16 arithmetic (avx512_bf16 or amx_bf16), so the bf16 "
+      "artifact would run emulated, slower than float32 (" + cpu_line(cpu) + "). Export float32 (the default) or "
+      "--quantize int8 here, or pass --force-bf16 to write it anyway (e.g. to serve it on a CPU that has avx512_bf16)");
+}
+
+// The bf16 verification: close to float32 relative to the logits' range, the same top class on
+// nearly all images, and no more accuracy lost than allowed. Throws ArtifactError naming the failure.
+void check_bf16_verification(const ExportOptions& o, const ExportReport& r) {
+  std::ostringstream why;
+  why << std::setprecision(3);
+  const double relative = r.logit_range > 0 ? r.max_abs_diff / r.logit_range : r.max_abs_diff;
+  const double agreement = 1 - static_cast<double>(r.argmax_mismatches) / static_cast<double>(r.verified_images);
+  if (relative > o.bf16_max_relative_diff)
+    why << "max |logit diff| " << r.max_abs_diff << " is " << 100 * relative << "% of the float32 logits' range "
+        << r.logit_range << ", more than " << 100 * o.bf16_max_relative_diff << "%";
+  else if (agreement < o.bf16_min_top1_agreement)
+    why << "the top class differs from float32 on " << r.argmax_mismatches << " of " << r.verified_images
+        << " images, more than " << 100 * (1 - o.bf16_min_top1_agreement) << "%";
+  else if (r.trained_test_acc - r.artifact_test_acc > o.max_accuracy_drop)
+    why << std::fixed << std::setprecision(2) << "bf16 loses " << 100 * (r.trained_test_acc - r.artifact_test_acc)
+        << " points of test accuracy (float32 " << 100 * r.trained_test_acc << "%, bf16 " << 100 * r.artifact_test_acc
+        << "%), more than the " << 100 * o.max_accuracy_drop << " allowed (--max-accuracy-drop)";
+  else
+    return;
+  throw ArtifactError("verification failed: " + why.str() + "; nothing written. Export float32 (the default)");
+}
+
 }  // namespace
+
+const char* to_string(WeightFormat format) {
+  switch (format) {
+    case WeightFormat::kInt8: return "int8";
+    case WeightFormat::kBFloat16: return "bf16";
+    case WeightFormat::kFloat32: break;
+  }
+  return "float32";
+}
 
 ExportReport export_run(const ExportOptions& options, std::ostream* log) {
   torch::NoGradGuard no_grad;
   StepLog step(log);
   ExportReport report;
+  refuse_bf16_without_native_support(options);
 
   check_format_options(options);
   step.begin("load");
@@ -152,9 +199,11 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
   trained->eval();
   const int64_t parameters = parameter_count(*trained);
   const int64_t macs = macs_per_image(*trained, meta.spec);
-  auto module = build_torchscript(*trained, meta.model.name, meta.spec, meta.normalization, meta.classes, tta);
-  const std::string tta_text =
-      tta == TtaMode::kNone ? "" : ", " + tta_mode_name(tta) + " test-time augmentation";
+  const bool bf16 = options.weights == WeightFormat::kBFloat16;
+  auto module = build_torchscript(*trained, meta.model.name, meta.spec, meta.normalization, meta.classes, tta,
+                                  bf16 ? torch::kBFloat16 : torch::kFloat32);
+  const std::string tta_text = (tta == TtaMode::kNone ? "" : ", " + tta_mode_name(tta) + " test-time augmentation") +
+                               std::string(bf16 ? ", bfloat16 weights" : "");
   step.end("TorchScript module traced from the C++ model" + tta_text + ", " + std::to_string(parameters) +
            " parameters, " + std::to_string(macs) + " MACs per image");
 
@@ -180,7 +229,8 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
       {"created", utc_now()},
       {"model", {{"name", meta.model.name},
                  {"widths", resolved_widths(meta.model)},
-                 {"options", {{"widths", meta.model.widths}, {"width", meta.model.width}}},
+                 {"options", {{"widths", meta.model.widths}, {"width", meta.model.width},
+                              {"activation", resolved_activation(meta.model)}}},
                  {"parameters", parameters},
                  {"macs_per_image", macs},
                  {"weights", to_string(options.weights)},
@@ -246,6 +296,7 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
   const auto expected = trained_all.slice(0, 0, n), got = artifact_all.slice(0, 0, n);
   report.verified_images = n;
   report.max_abs_diff = (expected - got).abs().max().item<double>();
+  report.logit_range = (expected.max() - expected.min()).item<double>();
   // Batches of 1 and 7 too: the forward was traced at batch 3 (torchscript_builder.cpp), and a
   // forward that recorded its batch size must not pass because the test set's batches agree.
   for (int64_t batch : {1, 7}) {
@@ -261,12 +312,16 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
           << report.argmax_mismatches << std::fixed << std::setprecision(2) << "; test accuracy trained "
           << 100 * report.trained_test_acc << "%, artifact " << 100 * report.artifact_test_acc << "%"
           << (tta == TtaMode::kNone ? "" : " (both with " + tta_mode_name(tta) + " TTA)");
+  if (bf16)
+    summary << "; bf16 max diff " << 100 * report.max_abs_diff / std::max(report.logit_range, 1e-12)
+            << "% of the logit range " << report.logit_range;
   step.end(summary.str());
   if (options.weights == WeightFormat::kFloat32 &&
       (report.max_abs_diff > options.max_abs_diff || report.argmax_mismatches > 0))
     throw ArtifactError("verification failed: the artifact differs from the trained model (max |diff| " +
                         std::to_string(report.max_abs_diff) + " > " + std::to_string(options.max_abs_diff) +
                         " or top-1 mismatches); nothing written");
+  if (bf16) check_bf16_verification(options, report);
   if (int8 && report.trained_test_acc - report.artifact_test_acc > options.max_accuracy_drop) {
     std::ostringstream loss;
     loss << std::fixed << std::setprecision(2) << "verification failed: int8 loses "
@@ -289,6 +344,17 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
                                 {"calibration_images", report.calibration_images},
                                 {"float_test_acc", report.trained_test_acc},
                                 {"int8_test_acc", report.artifact_test_acc}};
+  if (bf16)
+    metadata["precision"] = {
+        {"weights", "bf16"},
+        {"compute", "bf16 (oneDNN accumulates in float32)"},
+        {"input", "pixels normalized in float32, cast to bf16 once"},
+        {"output", "float32"},
+        {"logit_range", report.logit_range},
+        {"max_relative_diff", report.logit_range > 0 ? report.max_abs_diff / report.logit_range : 0.0},
+        {"float_test_acc", report.trained_test_acc},
+        {"bf16_test_acc", report.artifact_test_acc},
+        {"exported_on", cpu_line(options.cpu ? *options.cpu : this_cpu())}};
   // All outputs are staged and renamed into place together: a failure at any point (a --samples
   // that is a file, a full disk) leaves --out and --samples absent or unchanged.
   StagedWrites outputs;

@@ -32,9 +32,12 @@ int main(int argc, char** argv) {
       ("optimize", "freeze the module (fold parameters into constants)")
       ("quantize", "int8: static post-training quantization, int8 kernels (only value: int8)",
        cxxopts::value<std::string>())
+      ("precision", "float32 (default) or bf16: weights and arithmetic in bfloat16, float32 in and out; "
+       "needs a CPU with avx512_bf16", cxxopts::value<std::string>()->default_value("float32"))
+      ("force-bf16", "with --precision bf16: export even on a CPU without native bf16 (it runs emulated there)")
       ("calibration-images", "with --quantize int8: training images the observers see",
        cxxopts::value<int64_t>()->default_value("1024"))
-      ("max-accuracy-drop", "with --quantize int8: refuse the artifact when it loses more test accuracy than this, in points",
+      ("max-accuracy-drop", "with --quantize int8 or --precision bf16: refuse the artifact when it loses more test accuracy than this, in points",
        cxxopts::value<double>()->default_value("1"))
       ("tta", "test-time augmentation baked into forward: " + tta_names_text() +
        " (default: the run's eval.tta)", cxxopts::value<std::string>())
@@ -78,12 +81,23 @@ int main(int argc, char** argv) {
         throw maas::UsageError("--quantize int8 with --format onnx is not available yet (maas's int8 graph is "
                                "LibTorch's quantized operators, which have no QDQ conversion); export float32 ONNX");
     }
+    const std::string precision = args["precision"].as<std::string>();
+    if (precision != "float32" && precision != "bf16")
+      throw maas::UsageError("--precision takes float32 or bf16, got '" + precision + "'");
+    if (precision == "bf16") {
+      if (o.weights == maas::WeightFormat::kInt8)
+        throw maas::UsageError("--precision bf16 and --quantize int8 are two forms: choose one");
+      o.weights = maas::WeightFormat::kBFloat16;
+    }
+    o.force_bf16 = args.count("force-bf16") > 0;
+    if (o.force_bf16 && o.weights != maas::WeightFormat::kBFloat16)
+      throw maas::UsageError("--force-bf16 applies to --precision bf16 only");
     o.calibration_images = args["calibration-images"].as<int64_t>();
     if (o.calibration_images < 1) throw maas::UsageError("--calibration-images must be >= 1");
     const double drop_points = args["max-accuracy-drop"].as<double>();
     if (!(drop_points >= 0 && drop_points <= 100)) throw maas::UsageError("--max-accuracy-drop must be in 0..100 points");
-    if (args.count("max-accuracy-drop") && o.weights != maas::WeightFormat::kInt8)
-      throw maas::UsageError("--max-accuracy-drop applies to --quantize int8 only");
+    if (args.count("max-accuracy-drop") && o.weights == maas::WeightFormat::kFloat32)
+      throw maas::UsageError("--max-accuracy-drop applies to --quantize int8 and --precision bf16 only");
     o.max_accuracy_drop = drop_points / 100;
     maas::export_run(o, &std::cerr);
     return 0;

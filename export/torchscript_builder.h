@@ -26,8 +26,11 @@ namespace maas {
 // Requires: no architecture branches on input values (models.h). `model` is left in the
 // training mode it came in. Throws ArtifactError when classes do not match spec, or tracing fails.
 // `tta` defaults to kNone: forward returns the model's plain logits.
+// `dtype` kBFloat16 makes the bf16 form: classify's parameters and buffers are bfloat16, forward
+// normalizes in float32, casts once to bfloat16, and returns the logits cast back to float32 (so
+// the artifact contract holds). Other dtypes than kFloat32 and kBFloat16 throw ArtifactError.
 torch::jit::Module build_torchscript(ClassifierImpl& model, const std::string& model_name, const ModelSpec& spec,
                                      const Normalization& normalization, const std::vector<std::string>& classes,
-                                     TtaMode tta = TtaMode::kNone);
+                                     TtaMode tta = TtaMode::kNone, torch::Dtype dtype = torch::kFloat32);
 
 }  // namespace maas

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "config.h"
+#include "models.h"
 #include "test_util.h"
 
 namespace maas {
@@ -141,6 +142,28 @@ TEST(Config, ModelWidthsAreAListCheckedAgainstTheArchitecture) {
   EXPECT_NE(error_of("model:\n  widths: [0, 1, 1, 1]\n").find("cfg.yaml:2"), std::string::npos);
   EXPECT_NE(error_of("model:\n  width: 0\n").find("key 'model.width'"), std::string::npos);
   EXPECT_NE(error_of("model:\n  name: resnet\n").find("known models: airbench, cnn, resnet9"), std::string::npos);
+}
+
+// model.activation: airbench offers gelu (its own) and relu (the int8-friendly order); the
+// others have one nonlinearity, and saying another is an error naming the key, not ignored.
+TEST(Config, ModelActivationIsCheckedAgainstTheArchitecture) {
+  const RunConfig c = parse_run_config("model:\n  name: airbench\n  activation: relu\n", "cfg.yaml");
+  EXPECT_EQ(c.model.activation, "relu");
+  EXPECT_EQ(parse_run_config(to_yaml(c), "written").model, c.model);
+  EXPECT_EQ(resolved_activation(parse_run_config("model:\n  name: airbench\n", "cfg.yaml").model), "gelu");
+  EXPECT_NO_THROW(parse_run_config("model:\n  name: cnn\n  activation: relu\n", "cfg.yaml"));
+  const std::string other = error_of("model:\n  name: cnn\n  activation: gelu\n");
+  EXPECT_NE(other.find("key 'model.activation': model 'cnn' takes relu"), std::string::npos) << other;
+  const std::string unknown = error_of("model:\n  name: airbench\n  activation: swish\n");
+  EXPECT_NE(unknown.find("key 'model.activation'"), std::string::npos) << unknown;
+  EXPECT_NE(unknown.find("must be gelu, relu"), std::string::npos) << unknown;
+  // gelu written out is airbench's own network; relu is another one.
+  ModelOptions own, gelu, relu;
+  own.name = gelu.name = relu.name = "airbench";
+  gelu.activation = "gelu";
+  relu.activation = "relu";
+  EXPECT_TRUE(same_network(own, gelu));
+  EXPECT_FALSE(same_network(own, relu));
 }
 
 TEST(Config, ResumeRefusesKeysThatChangeTheRunAndTakesTheSafeOnes) {

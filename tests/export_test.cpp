@@ -13,6 +13,7 @@
 #include "artifact.h"
 #include "torchscript_builder.h"
 #include "checkpoint.h"
+#include "cpu_info.h"
 #include "exporter.h"
 #include "files.h"
 #include "image.h"
@@ -150,6 +151,16 @@ TEST_F(ExportTest, FrozenVariantVerifies) {
   EXPECT_LE(f.max_abs_diff, 1e-4);
 }
 
+// A ModelRunner of one single-threaded instance, batches of up to 8 images.
+BatchingOptions one_small_instance() {
+  BatchingOptions batching;
+  batching.instances = 1;
+  batching.threads_per_instance = 1;
+  batching.max_batch_size = 8;
+  batching.max_queue_images = 8;
+  return batching;
+}
+
 // The loss of a tiny model on 300 tiny test images is noisy; int8 tests allow this much
 // (maas-export's default is 1 point, measured on real runs in docs/benchmarks.md).
 constexpr double kTinyRunAccuracyDrop = 0.05;
@@ -174,7 +185,14 @@ TEST_F(ExportTest, Int8ArtifactRunsInt8KernelsAndDescribesItself) {
   const auto& m = loaded.module;
   EXPECT_EQ(count_nodes(m, "quantized::conv2d") + count_nodes(m, "quantized::conv2d_relu"), 3);
   EXPECT_EQ(count_nodes(m, "quantized::linear") + count_nodes(m, "quantized::linear_relu"), 2);
-  EXPECT_GE(count_nodes(m, "quantized::conv2d_relu") + count_nodes(m, "quantized::linear_relu"), 2);
+  // Every ReLU fused: the seed CNN pools before its ReLUs, quantize_static moves them before the
+  // pooling (same values) so that they fuse into the convolutions.
+  EXPECT_EQ(count_nodes(m, "quantized::conv2d_relu"), 3);
+  EXPECT_EQ(count_nodes(m, "quantized::linear_relu"), 1);
+  for (const char* unfused : {"aten::relu", "aten::relu_"}) EXPECT_EQ(count_nodes(m, unfused), 0) << unfused;
+  // The input is quantized inside the normalization (vectorized), not by quantize_per_tensor.
+  EXPECT_EQ(count_nodes(m, "aten::quantize_per_tensor"), 0);
+  EXPECT_EQ(count_nodes(m, "aten::_make_per_tensor_quantized_tensor"), 1);
   for (const char* float_op : {"aten::conv2d", "aten::_convolution", "aten::linear", "aten::addmm", "aten::matmul"})
     EXPECT_EQ(count_nodes(m, float_op), 0) << float_op;
   EXPECT_EQ(count_nodes(m, "aten::dequantize"), 1);
@@ -199,12 +217,7 @@ TEST_F(ExportTest, Int8ArtifactRunsInt8KernelsAndDescribesItself) {
   EXPECT_LE((expected - got).abs().max().item<double>(), 0.1 * expected.abs().max().item<double>());
 
   // maas-serve's ModelRunner runs it as loaded (no pass that undoes the quantization).
-  BatchingOptions batching;
-  batching.instances = 1;
-  batching.threads_per_instance = 1;
-  batching.max_batch_size = 8;
-  batching.max_queue_images = 8;
-  ModelRunner runner("int8", 1, loaded, batching);
+  ModelRunner runner("int8", 1, loaded, one_small_instance());
   EXPECT_GE(count_nodes(serving_module(loaded), "quantized::conv2d_relu"), 1);
   const auto eight = pixels.slice(0, 0, 8);
   EXPECT_TRUE(runner.infer(eight).allclose(m.get_method("forward")({eight}).toTensor(), 1e-5, 1e-5));
@@ -218,6 +231,60 @@ TEST_F(ExportTest, Int8ArtifactRunsInt8KernelsAndDescribesItself) {
   }
 }
 
+// Whether a node of one of `kinds` is reachable from `value` along its uses.
+bool reaches(const torch::jit::Value* value, const std::vector<std::string>& kinds) {
+  std::vector<const torch::jit::Value*> todo{value};
+  std::set<const torch::jit::Node*> seen;
+  while (!todo.empty()) {
+    const torch::jit::Value* v = todo.back();
+    todo.pop_back();
+    for (const auto& use : v->uses()) {
+      if (!seen.insert(use.user).second) continue;
+      if (std::find(kinds.begin(), kinds.end(), use.user->kind().toQualString()) != kinds.end()) return true;
+      for (const torch::jit::Value* out : use.user->outputs()) todo.push_back(out);
+    }
+  }
+  return false;
+}
+
+// The dequantize nodes of `module`'s forward that a convolution follows: where the trunk leaves int8.
+int64_t dequantizes_before_a_convolution(const torch::jit::Module& module) {
+  int64_t count = 0;
+  for (const torch::jit::Node* node : module.get_method("forward").graph()->nodes())
+    count += node->kind() == c10::Symbol::fromQualString("aten::dequantize") &&
+             reaches(node->output(), {"quantized::conv2d", "quantized::conv2d_relu", "aten::conv2d", "aten::_convolution"});
+  return count;
+}
+
+// airbench with model.activation relu (conv, BN, ReLU, pool) quantizes into an int8 trunk: all
+// seven convolutions int8, BN folded, ReLU fused, and no dequantize between them; airbench's own
+// GELU order leaves int8 in every group. Read from the quantized graph, on a tiny airbench.
+TEST(AirbenchInt8, ReluFormKeepsTheWholeTrunkInt8) {
+  torch::NoGradGuard no_grad;
+  const ModelSpec spec{3, 32, 32, 10};
+  const Normalization norm{{0.49, 0.48, 0.45}, {0.25, 0.24, 0.26}};
+  const std::vector<std::string> classes(10, "c");
+  const auto calibration = torch::randint(0, 256, {16, 3, 32, 32}, torch::kUInt8);
+  auto quantized = [&](const std::string& activation) {
+    torch::manual_seed(5);
+    ModelOptions options;
+    options.name = "airbench";
+    options.widths = {8, 16, 16};
+    options.activation = activation;
+    auto model = make_model(options, spec);
+    model->eval();
+    return quantize_static(build_torchscript(*model, "airbench", spec, norm, classes), calibration);
+  };
+  const QuantizedModule relu = quantized("relu");
+  EXPECT_EQ(relu.quantized_convolutions, 7);  // the stem and two per group
+  EXPECT_EQ(count_nodes(relu.module, "quantized::conv2d_relu"), 7);
+  EXPECT_EQ(count_nodes(relu.module, "aten::batch_norm"), 0);  // folded into the convolutions
+  EXPECT_EQ(dequantizes_before_a_convolution(relu.module), 0);
+  EXPECT_GE(count_nodes(relu.module, "aten::dequantize"), 1);  // the logits leave int8, after the trunk
+  const QuantizedModule gelu = quantized("gelu");
+  EXPECT_GE(dequantizes_before_a_convolution(gelu.module), 3);
+}
+
 // More than max_accuracy_drop lost: ArtifactError, and nothing written.
 TEST_F(ExportTest, Int8ThatLosesTooMuchAccuracyIsNotWritten) {
   auto o = options("int8.pt");
@@ -226,6 +293,97 @@ TEST_F(ExportTest, Int8ThatLosesTooMuchAccuracyIsNotWritten) {
   const std::string error = testing::error_of([&] { export_run(o, nullptr); });
   EXPECT_NE(error.find("verification failed: int8 loses"), std::string::npos) << error;
   EXPECT_NE(error.find("nothing written"), std::string::npos) << error;
+  EXPECT_FALSE(std::filesystem::exists(o.out));
+}
+
+// CPUs to pretend the bf16 export runs on (ExportOptions::cpu).
+const CpuInfo kBf16Cpu = parse_cpu_info("model name : pretend bf16 CPU\nflags : avx2 avx512f avx512bw avx512vl "
+                                        "avx512dq avx512_bf16 avx512_vnni\n");
+const CpuInfo kAvx2Cpu = parse_cpu_info("model name : pretend AVX2 CPU\nflags : avx2 fma\n");
+
+// --precision bf16: bfloat16 weights, float32 in and out, verified against float32 within a
+// fraction of the logits' range, described in the metadata, loaded by the careful loader and served.
+TEST_F(ExportTest, Bf16ArtifactHoldsBf16WeightsVerifiesAndIsServed) {
+  auto o = options("bf16.pt");
+  o.weights = WeightFormat::kBFloat16;
+  o.cpu = &kBf16Cpu;
+  o.max_accuracy_drop = kTinyRunAccuracyDrop;
+  const ExportReport r = export_run(o, nullptr);
+  EXPECT_GT(r.logit_range, 0);
+  EXPECT_LE(r.max_abs_diff, o.bf16_max_relative_diff * r.logit_range);
+  EXPECT_GT(r.max_abs_diff, 0);  // it does compute in bf16: not the float32 logits
+  const ExportReport plain = export_run(options("plain.pt"), nullptr);
+  EXPECT_LT(r.file_bytes, plain.file_bytes * 0.7);  // weights take half the bytes
+
+  const Artifact loaded = load_artifact(o.out);
+  int64_t bf16_tensors = 0;
+  for (const auto& p : loaded.module.named_parameters()) {
+    EXPECT_EQ(p.value.scalar_type(), torch::kBFloat16) << p.name;
+    ++bf16_tensors;
+  }
+  EXPECT_GT(bf16_tensors, 0);
+  EXPECT_EQ(loaded.module.attr("pixel_scale").toTensor().scalar_type(), torch::kFloat32);  // normalized in float32
+  const auto j = nlohmann::json::parse(loaded.info.metadata_json);
+  EXPECT_EQ(j["model"]["weights"], "bf16");
+  EXPECT_EQ(j["precision"]["weights"], "bf16");
+  EXPECT_EQ(j["precision"]["output"], "float32");
+  EXPECT_DOUBLE_EQ(j["precision"]["bf16_test_acc"].get<double>(), r.artifact_test_acc);
+  EXPECT_DOUBLE_EQ(j["verification"]["artifact_test_acc"].get<double>(), r.artifact_test_acc);
+  EXPECT_NE(j["precision"]["exported_on"].get<std::string>().find("pretend bf16 CPU"), std::string::npos);
+
+  // float32 logits for uint8 and float32 pixels, close to the float32 artifact's.
+  torch::NoGradGuard no_grad;
+  const auto pixels = load_cifar10(data_.path(), Split::kTest).images.slice(0, 0, 16);
+  const auto got = loaded.module.get_method("forward")({pixels}).toTensor();
+  EXPECT_EQ(got.scalar_type(), torch::kFloat32);
+  EXPECT_TRUE(torch::equal(got, loaded.module.get_method("forward")({pixels.to(torch::kFloat32)}).toTensor()));
+  const auto expected = load_artifact(options("plain.pt").out).module.get_method("forward")({pixels}).toTensor();
+  EXPECT_LE((expected - got).abs().max().item<double>(), o.bf16_max_relative_diff * r.logit_range);
+
+  // maas-serve's ModelRunner optimizes and runs it like a float32 artifact.
+  ModelRunner runner("bf16", 1, loaded, one_small_instance());
+  const auto served = runner.infer(pixels.slice(0, 0, 8));
+  EXPECT_EQ(served.scalar_type(), torch::kFloat32);
+  EXPECT_LE((served - expected.slice(0, 0, 8)).abs().max().item<double>(), o.bf16_max_relative_diff * r.logit_range);
+}
+
+// On a CPU without native bf16 the export is refused (a usage error: exit 2) before anything is
+// read or written, saying why and what to do; --force-bf16 writes it anyway.
+TEST_F(ExportTest, Bf16IsRefusedOnACpuWithoutBf16UnlessForced) {
+  auto o = options("bf16.pt");
+  o.weights = WeightFormat::kBFloat16;
+  o.cpu = &kAvx2Cpu;
+  o.run_dir = run_.file("missing");  // refused before the run is even looked at
+  try {
+    export_run(o, nullptr);
+    FAIL() << "bf16 exported on a CPU without avx512_bf16";
+  } catch (const std::invalid_argument& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("no native bfloat16"), std::string::npos) << message;
+    EXPECT_NE(message.find("pretend AVX2 CPU"), std::string::npos) << message;
+    EXPECT_NE(message.find("--force-bf16"), std::string::npos) << message;
+  }
+  EXPECT_FALSE(std::filesystem::exists(o.out));
+  o.run_dir = run_dir();
+  o.force_bf16 = true;
+  o.max_accuracy_drop = kTinyRunAccuracyDrop;
+  export_run(o, nullptr);
+  EXPECT_EQ(nlohmann::json::parse(load_artifact(o.out).info.metadata_json)["model"]["weights"], "bf16");
+  // float32 and int8 do not care about bf16.
+  auto f = options("float.pt");
+  f.cpu = &kAvx2Cpu;
+  EXPECT_NO_THROW(export_run(f, nullptr));
+}
+
+// A bf16 artifact further from float32 than allowed is not written.
+TEST_F(ExportTest, Bf16BeyondItsToleranceIsNotWritten) {
+  auto o = options("bf16.pt");
+  o.weights = WeightFormat::kBFloat16;
+  o.cpu = &kBf16Cpu;
+  o.bf16_max_relative_diff = 0;  // any bf16 rounding fails
+  const std::string error = testing::error_of([&] { export_run(o, nullptr); });
+  EXPECT_NE(error.find("verification failed: max |logit diff|"), std::string::npos) << error;
+  EXPECT_NE(error.find("of the float32 logits' range"), std::string::npos) << error;
   EXPECT_FALSE(std::filesystem::exists(o.out));
 }
 
@@ -382,6 +540,9 @@ assert (got_float - want).abs().max().item() <= tolerance
 assert (got_one - want[:1]).abs().max().item() <= tolerance
 if "quantization" in meta:
     assert "quantized::conv2d" in str(m.graph), "no int8 convolution in Python's graph"
+if meta["model"]["weights"] == "bf16":
+    assert all(p.dtype == torch.bfloat16 for p in m.parameters()), "bf16 artifact with other weights"
+    assert got.dtype == torch.float32, got.dtype
 print("python ok", file, diff)
 )");
   EXPECT_EQ(std::system(("/usr/bin/python3 " + script + " " + dir + " " + file + " " + tta + " " +
@@ -405,6 +566,17 @@ TEST_F(ExportTest, PythonPyTorchRunsTheInt8Artifact) {
   o.max_accuracy_drop = kTinyRunAccuracyDrop;
   export_run(o, nullptr);
   expect_python_runs_artifact(out_.path(), "int8.pt", "none", 1e-4);
+}
+
+// And for a bf16 artifact: Python runs the same bf16 kernels on bf16 weights (the script checks them).
+TEST_F(ExportTest, PythonPyTorchRunsTheBf16Artifact) {
+  if (!have_python_torch()) GTEST_SKIP() << "Debian's python3-torch is not installed (apt-get install python3-torch)";
+  auto o = options("bf16.pt");
+  o.weights = WeightFormat::kBFloat16;
+  o.force_bf16 = true;  // whatever CPU runs the test
+  o.max_accuracy_drop = kTinyRunAccuracyDrop;
+  export_run(o, nullptr);
+  expect_python_runs_artifact(out_.path(), "bf16.pt", "none", 1e-4);
 }
 
 // The same for an artifact with TTA baked in: its views are plain TorchScript operators.

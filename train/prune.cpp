@@ -27,6 +27,7 @@ ModelOptions with_widths(const ModelOptions& options, std::vector<int64_t> width
   ModelOptions o;
   o.name = options.name;
   o.widths = std::move(widths);
+  o.activation = options.activation;  // the same nonlinearity, narrower
   return o;
 }
 

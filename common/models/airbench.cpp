@@ -31,7 +31,8 @@ void dirac_init(torch::nn::Conv2d& conv) {
 
 }  // namespace
 
-ConvGroupImpl::ConvGroupImpl(int64_t in_channels, int64_t out_channels) {
+ConvGroupImpl::ConvGroupImpl(int64_t in_channels, int64_t out_channels, AirbenchActivation activation)
+    : activation_(activation) {
   conv1_ = register_module("conv1", conv3x3(in_channels, out_channels));
   bn1_ = register_module("bn1", airbench_batch_norm(out_channels));
   conv2_ = register_module("conv2", conv3x3(out_channels, out_channels));
@@ -41,19 +42,24 @@ ConvGroupImpl::ConvGroupImpl(int64_t in_channels, int64_t out_channels) {
 }
 
 torch::Tensor ConvGroupImpl::forward(torch::Tensor x) {
+  if (activation_ == AirbenchActivation::kRelu) {
+    x = torch::max_pool2d(torch::relu(bn1_->forward(conv1_->forward(x))), 2);
+    return torch::relu(bn2_->forward(conv2_->forward(x)));
+  }
   x = torch::gelu(bn1_->forward(torch::max_pool2d(conv1_->forward(x), 2)));
   return torch::gelu(bn2_->forward(conv2_->forward(x)));
 }
 
-AirbenchImpl::AirbenchImpl(const ModelSpec& spec, const std::vector<int64_t>& widths) {
+AirbenchImpl::AirbenchImpl(const ModelSpec& spec, const std::vector<int64_t>& widths, AirbenchActivation activation)
+    : activation_(activation) {
   if (after_pools(spec.height - 1, 3) < 1 || after_pools(spec.width - 1, 3) < 1)
     throw std::invalid_argument("model 'airbench' needs images of at least 9x9 pixels, got " +
                                 std::to_string(spec.height) + "x" + std::to_string(spec.width));
   const int64_t stem_channels = 8 * spec.channels;  // 2 * C * 2 * 2: airbench's whitening width
   stem_ = register_module("stem", torch::nn::Conv2d(torch::nn::Conv2dOptions(spec.channels, stem_channels, 2)));
-  group1_ = register_module("group1", ConvGroup(stem_channels, widths.at(0)));
-  group2_ = register_module("group2", ConvGroup(widths.at(0), widths.at(1)));
-  group3_ = register_module("group3", ConvGroup(widths.at(1), widths.at(2)));
+  group1_ = register_module("group1", ConvGroup(stem_channels, widths.at(0), activation));
+  group2_ = register_module("group2", ConvGroup(widths.at(0), widths.at(1), activation));
+  group3_ = register_module("group3", ConvGroup(widths.at(1), widths.at(2), activation));
   fc_ = register_module("fc", torch::nn::Linear(torch::nn::LinearOptions(widths.at(2), spec.classes).bias(false)));
 }
 
@@ -86,8 +92,9 @@ torch::Tensor AirbenchImpl::forward(torch::Tensor x) {
     // weight-gradient kernel is several times slower than float32's (1.8 s of a 15 s step of the
     // fast config, DNNL_VERBOSE), for a tiny share of the work. Without autocast this changes nothing.
     const c10::impl::ExcludeDispatchKeyGuard float32_stem(c10::DispatchKey::AutocastCPU);
-    x = torch::gelu(stem_->forward(x.to(torch::kFloat32)));
+    x = stem_->forward(x.to(torch::kFloat32));
   }
+  x = activation_ == AirbenchActivation::kRelu ? torch::relu(x) : torch::gelu(x);
   x = group3_->forward(group2_->forward(group1_->forward(x)));
   x = x.amax({2, 3});  // global max-pool: [N, C, H, W] -> [N, C]
   return fc_->forward(x) / 9.0;
