@@ -680,7 +680,7 @@ TEST(ExportCli, MaxAccuracyDropIsInPointsAndOnlyForInt8) {
                                      " --out " + dir.file("model.pt") + " ";
   const std::string log = dir.file("log.txt");
   EXPECT_EQ(run_command(export_command + "--max-accuracy-drop 2", log), 2);
-  EXPECT_NE(read_text(log).find("applies to --quantize int8 only"), std::string::npos) << read_text(log);
+  EXPECT_NE(read_text(log).find("applies to --quantize int8 and --precision bf16 only"), std::string::npos) << read_text(log);
   EXPECT_EQ(run_command(export_command + "--quantize int8 --max-accuracy-drop 101", log), 2);
   EXPECT_NE(read_text(log).find("0..100 points"), std::string::npos) << read_text(log);
   EXPECT_EQ(run_command(export_command + "--quantize int8 --max-accuracy-drop 2.5", log), 1);
