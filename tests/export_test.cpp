@@ -35,9 +35,7 @@ class ExportTest : public ::testing::Test {
  protected:
   std::string run_dir() const { return tiny_.run_dir(); }
   ExportOptions options(const std::string& out_name) const {
-    ExportOptions o;
-    o.run_dir = run_dir();
-    o.out = out_.file(out_name);
+    ExportOptions o = tiny_.export_options(out_name);
     o.verify_images = 256;
     return o;
   }

@@ -205,9 +205,7 @@ class OnnxExportTest : public ::testing::Test {
  protected:
   std::string run_dir() const { return tiny_.run_dir(); }
   ExportOptions options(const std::string& out_name) const {
-    ExportOptions o;
-    o.run_dir = run_dir();
-    o.out = out_.file(out_name);
+    ExportOptions o = tiny_.export_options(out_name);
     o.format = ArtifactFormat::kOnnx;
     return o;
   }

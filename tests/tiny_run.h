@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 
+#include "exporter.h"
 #include "test_util.h"
 #include "trainer.h"
 
@@ -17,6 +18,13 @@ struct TinyTrainedRun {
     train(tiny_run_config(data.path()), run_dir(), false, {});
   }
   std::string run_dir() const { return run.file("run"); }
+  // Export options for this run, written to out/<out_name>; the rest at ExportOptions' defaults.
+  ExportOptions export_options(const std::string& out_name) const {
+    ExportOptions o;
+    o.run_dir = run_dir();
+    o.out = out.file(out_name);
+    return o;
+  }
   TempDir data, run, out;
 };
 
