@@ -30,14 +30,14 @@ std::optional<PrunedNetwork> pruned_network(const RunConfig& config, const Model
 
 // The run's precision: train.precision resolved on `cpu`; a resume keeps the checkpoint's ("auto"
 // takes it, another explicit precision is refused).
-PrecisionChoice run_precision(const TrainOptions& opt, const CpuInfo& cpu, const CheckpointReader* checkpoint,
-                              const std::string& checkpoint_path) {
+PrecisionChoice run_precision(const TrainOptions& opt, const CpuInfo& cpu, const Bf16Speedup& speedup,
+                              const CheckpointReader* checkpoint, const std::string& checkpoint_path) {
   if (checkpoint && opt.precision == "auto") {
     const Precision saved =
         checkpoint->meta().precision == "bfloat16" ? Precision::kBFloat16 : Precision::kFloat32;
     return {saved, "the run's own (train.precision=auto on resume keeps what " + checkpoint_path + " trained in)"};
   }
-  const PrecisionChoice choice = resolve_precision(opt.precision, cpu);
+  const PrecisionChoice choice = resolve_precision(opt.precision, cpu, speedup);
   if (checkpoint && precision_name(choice.precision) != checkpoint->meta().precision)
     throw ConfigError("train.precision=" + opt.precision + " but " + checkpoint_path + " was trained in " +
                       checkpoint->meta().precision + "; a run keeps its precision: resume with train.precision=" +
@@ -81,8 +81,9 @@ std::unique_ptr<TrainingRun> set_up_run(const RunConfig& config, const std::stri
     checkpoint = run->record->resume(network, spec, opt.epochs);
   else
     run->record->start(network, spec, train_set);
-  const PrecisionChoice precision = run_precision(opt, hooks.cpu ? *hooks.cpu : this_cpu(), checkpoint.get(),
-                                                  last_checkpoint_path(run_dir));
+  const PrecisionChoice precision =
+      run_precision(opt, hooks.cpu ? *hooks.cpu : this_cpu(), hooks.bf16_speedup ? hooks.bf16_speedup : measure_bf16_speedup,
+                    checkpoint.get(), last_checkpoint_path(run_dir));
   run->precision = precision.precision;
   run->record->set_precision(precision_name(precision.precision));
   if (log) *log << "precision: " << precision_name(precision.precision) << " (" << precision.reason << ")\n";

@@ -12,6 +12,7 @@
 #include "cpu_info.h"
 #include "distributed.h"
 #include "loss.h"
+#include "precision.h"
 
 namespace maas {
 
@@ -33,6 +34,9 @@ struct TrainHooks {
   DataParallelGroup* group = nullptr;
   // The CPU that train.precision=auto decides for; nullptr = this machine's (tests pretend others).
   const CpuInfo* cpu = nullptr;
+  // How much faster bfloat16 trains than float32, asked by train.precision=auto on a CPU with
+  // native bfloat16; empty = measure_bf16_speedup() (tests pretend a result).
+  Bf16Speedup bf16_speedup;
 };
 
 struct TrainResult {
@@ -46,7 +50,7 @@ struct TrainResult {
 // and ends where an uninterrupted run would (bit-identical with train.threads=1), whenever the
 // previous process died: last.pt commits an epoch, and resuming first rebuilds metrics.csv and
 // best.pt from it (see run_record.h).
-// train.precision=auto resolves on hooks.cpu; a resume keeps the run's precision (auto takes it
+// train.precision=auto resolves on hooks.cpu and hooks.bf16_speedup; a resume keeps the run's precision (auto takes it
 // from last.pt; another explicit one is a ConfigError). config.yaml records the resolved one.
 // Throws ConfigError, DataError or CheckpointError with a message naming the problem, and
 // DistributedError when a rank of the group is lost. Not thread-safe: sets LibTorch's global
