@@ -45,6 +45,13 @@ PrecisionChoice run_precision(const TrainOptions& opt, const CpuInfo& cpu, const
   return choice;
 }
 
+// Every rank trains in rank 0's precision: auto measures on each host, and replicas must agree.
+Precision rank0_precision(DataParallelGroup& group, Precision mine) {
+  const torch::Tensor bf16 = torch::tensor({mine == Precision::kBFloat16 ? 1 : 0}, torch::kInt64);
+  group.broadcast_from_rank0({bf16}, "agreeing on rank 0's training precision");
+  return bf16.item<int64_t>() ? Precision::kBFloat16 : Precision::kFloat32;
+}
+
 }  // namespace
 
 Evaluation TrainingRun::evaluate() {
@@ -81,10 +88,12 @@ std::unique_ptr<TrainingRun> set_up_run(const RunConfig& config, const std::stri
     checkpoint = run->record->resume(network, spec, opt.epochs);
   else
     run->record->start(network, spec, train_set);
-  const PrecisionChoice precision =
-      run_precision(opt, hooks.cpu ? *hooks.cpu : this_cpu(), hooks.bf16_speedup ? hooks.bf16_speedup : measure_bf16_speedup,
-                    checkpoint.get(), last_checkpoint_path(run_dir));
-  run->precision = precision.precision;
+  // Only rank 0 measures for auto; the others take its choice.
+  const Bf16Speedup speedup = !writer ? Bf16Speedup([] { return 1.0; })
+                              : hooks.bf16_speedup ? hooks.bf16_speedup : Bf16Speedup(measure_bf16_speedup);
+  const PrecisionChoice precision = run_precision(opt, hooks.cpu ? *hooks.cpu : this_cpu(), speedup,
+                                                  checkpoint.get(), last_checkpoint_path(run_dir));
+  run->precision = group ? rank0_precision(*group, precision.precision) : precision.precision;
   run->record->set_precision(precision_name(precision.precision));
   if (log) *log << "precision: " << precision_name(precision.precision) << " (" << precision.reason << ")\n";
   run->weights = std::make_unique<TrainedWeights>(config, network, spec, run->record->meta(), train_set,
