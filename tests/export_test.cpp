@@ -254,6 +254,29 @@ int64_t dequantizes_before_a_convolution(const torch::jit::Module& module) {
   return count;
 }
 
+// The bf16 form of every architecture runs and stays near its float32 form: a layer that casts
+// its input to float32 itself (airbench's stem, kept float32 under training autocast) must not meet
+// bfloat16 weights.
+TEST(Bf16Form, EveryArchitectureRunsInBf16) {
+  torch::NoGradGuard no_grad;
+  const ModelSpec spec{3, 32, 32, 10};
+  const Normalization norm{{0.49, 0.48, 0.45}, {0.25, 0.24, 0.26}};
+  const std::vector<std::string> classes(10, "c");
+  const auto pixels = torch::randint(0, 256, {4, 3, 32, 32}, torch::kUInt8);
+  for (const std::string& name : architecture_names()) {
+    torch::manual_seed(5);
+    ModelOptions options;
+    options.name = name;
+    auto model = make_model(options, spec);
+    model->eval();
+    const auto f32 = build_torchscript(*model, name, spec, norm, classes).forward({pixels}).toTensor();
+    const auto bf16 =
+        build_torchscript(*model, name, spec, norm, classes, TtaMode::kNone, torch::kBFloat16).forward({pixels}).toTensor();
+    ASSERT_EQ(bf16.scalar_type(), torch::kFloat32) << name;
+    EXPECT_LE((bf16 - f32).abs().max().item<double>(), 0.05 * (f32.max() - f32.min()).item<double>() + 1e-3) << name;
+  }
+}
+
 // airbench with model.activation relu (conv, BN, ReLU, pool) quantizes into an int8 trunk: all
 // seven convolutions int8, BN folded, ReLU fused, and no dequantize between them; airbench's own
 // GELU order leaves int8 in every group. Read from the quantized graph, on a tiny airbench.
