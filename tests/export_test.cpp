@@ -254,14 +254,20 @@ int64_t dequantizes_before_a_convolution(const torch::jit::Module& module) {
   return count;
 }
 
+// What build_torchscript needs besides a network, for fresh (untrained) networks on CIFAR-10's shape.
+struct FreshCifar {
+  ModelSpec spec{3, 32, 32, 10};
+  Normalization norm{{0.49, 0.48, 0.45}, {0.25, 0.24, 0.26}};
+  std::vector<std::string> classes = std::vector<std::string>(10, "c");
+};
+const FreshCifar kFreshCifar;
+
 // The bf16 form of every architecture runs and stays near its float32 form: a layer that casts
-// its input to float32 itself (airbench's stem, kept float32 under training autocast) must not meet
-// bfloat16 weights.
+// its input to float32 itself (as airbench's stem, kept float32 under training autocast, once did)
+// must not meet bfloat16 weights.
 TEST(Bf16Form, EveryArchitectureRunsInBf16) {
   torch::NoGradGuard no_grad;
-  const ModelSpec spec{3, 32, 32, 10};
-  const Normalization norm{{0.49, 0.48, 0.45}, {0.25, 0.24, 0.26}};
-  const std::vector<std::string> classes(10, "c");
+  const auto& [spec, norm, classes] = kFreshCifar;
   const auto pixels = torch::randint(0, 256, {4, 3, 32, 32}, torch::kUInt8);
   for (const std::string& name : architecture_names()) {
     torch::manual_seed(5);
@@ -282,9 +288,7 @@ TEST(Bf16Form, EveryArchitectureRunsInBf16) {
 // GELU order leaves int8 in every group. Read from the quantized graph, on a tiny airbench.
 TEST(AirbenchInt8, ReluFormKeepsTheWholeTrunkInt8) {
   torch::NoGradGuard no_grad;
-  const ModelSpec spec{3, 32, 32, 10};
-  const Normalization norm{{0.49, 0.48, 0.45}, {0.25, 0.24, 0.26}};
-  const std::vector<std::string> classes(10, "c");
+  const auto& [spec, norm, classes] = kFreshCifar;
   const auto calibration = torch::randint(0, 256, {16, 3, 32, 32}, torch::kUInt8);
   auto quantized = [&](const std::string& activation) {
     torch::manual_seed(5);
