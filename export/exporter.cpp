@@ -180,8 +180,12 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
 
   check_format_options(options);
   step.begin("load");
-  if (!std::filesystem::is_directory(options.run_dir))
-    throw CheckpointError(options.run_dir + ": run directory not found");
+  if (!std::filesystem::is_directory(options.run_dir)) {
+    const std::string kind = special_file_kind(options.run_dir);
+    throw CheckpointError(options.run_dir + (std::filesystem::exists(options.run_dir)
+                                                 ? ": not a run directory (" + (kind.empty() ? "a file" : kind) + ")"
+                                                 : ": run directory not found"));
+  }
   refuse_overwriting_run_files(options);
   refuse_unwritable_outputs(options);
   const RunConfig config = load_run_dir_config(options.run_dir, {});

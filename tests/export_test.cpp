@@ -488,6 +488,13 @@ TEST_F(ExportTest, SpecialFilesAsOutputsOrRunFilesAreRefusedAtOnce) {
   o.run_dir = fifo_run;
   e = testing::error_within_deadline(run_config_path(fifo_run), [&] { export_run(o, nullptr); });
   EXPECT_NE(e.find("config.yaml: not a regular file (a FIFO)"), std::string::npos) << e;
+  // --run a FIFO or a file: named as what it is (the old code said "run directory not found").
+  o.run_dir = out_.file("fifo.pt");
+  e = testing::error_within_deadline(o.run_dir, [&] { export_run(o, nullptr); });
+  EXPECT_NE(e.find("fifo.pt: not a run directory (a FIFO)"), std::string::npos) << e;
+  o.run_dir = run_config_path(run_dir());
+  e = error_of([&] { export_run(o, nullptr); });
+  EXPECT_NE(e.find("config.yaml: not a run directory (a file)"), std::string::npos) << e;
   EXPECT_EQ(files_in(out_.path()), (std::set<std::string>{"fifo.pt", "dir.pt"}));
 }
 
