@@ -344,4 +344,12 @@ torch::jit::Module load_torchscript(const std::string& bytes, const std::string&
   return std::move(loaded.first);
 }
 
+std::string interpreter_error_cause(const std::string& what) {
+  const size_t end = what.find_last_not_of(" \n");
+  if (end == std::string::npos) return "";
+  const size_t newline = what.rfind('\n', end);
+  const size_t begin = newline == std::string::npos ? 0 : newline + 1;
+  return what.substr(begin, std::min<size_t>(end + 1 - begin, 300));
+}
+
 }  // namespace maas

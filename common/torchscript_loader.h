@@ -74,6 +74,11 @@ void check_torchscript_archive(const std::string& bytes, const std::string& orig
 void check_torchscript_graphs(const torch::jit::Module& module, const std::string& origin,
                               const TorchScriptLoadOptions& options = {});
 
+// The cause in an error the TorchScript interpreter threw: its last line (e.g. "RuntimeError:
+// Input type ... and weight type ... should be the same"), which follows the serialized code's
+// traceback, at most 300 characters; for other messages their last line likewise.
+std::string interpreter_error_cause(const std::string& what);
+
 // The archive file's bytes: refuses a missing file, a non-regular file or one over
 // options.max_file_bytes before reading it. Throws TorchScriptLoadError naming `path`.
 std::string read_torchscript_file(const std::string& path, const TorchScriptLoadOptions& options = {});

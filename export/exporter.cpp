@@ -19,20 +19,11 @@
 #include "files.h"
 #include "image.h"
 #include "models.h"
+#include "torchscript_loader.h"
 #include "tta.h"
 
 namespace maas {
 namespace {
-
-// The cause of a TorchScript interpreter error: its last line ("RuntimeError: ..."), after the
-// serialized code's traceback, bounded to 300 characters.
-std::string interpreter_cause(const std::string& what) {
-  size_t end = what.find_last_not_of(" \n");
-  if (end == std::string::npos) return "";
-  const size_t begin = what.rfind('\n', end);
-  const std::string line = what.substr(begin == std::string::npos ? 0 : begin + 1, end + 1 - (begin == std::string::npos ? 0 : begin + 1));
-  return line.substr(0, 300);
-}
 
 using nlohmann::json;
 
@@ -300,7 +291,7 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
     } catch (const std::exception& e) {  // e.g. a traced forward that baked in its batch size
       throw ArtifactError("verification failed: the artifact's forward fails on a batch of " +
                           std::to_string(pixels.size(0)) + " images (does the model's forward depend on the batch "
-                          "size?); nothing written. " + interpreter_cause(e.what()));
+                          "size?); nothing written. " + interpreter_error_cause(e.what()));
     }
   };
   // One pass of each over the test set: the first n images are compared, all are scored.

@@ -4,6 +4,7 @@
 
 #include <ATen/Parallel.h>
 #include "config.h"
+#include "torchscript_loader.h"
 #include <pthread.h>
 
 #include <algorithm>
@@ -41,7 +42,7 @@ ModelRunner::ModelRunner(std::string name, int64_t version, Artifact artifact, B
   } catch (const std::exception& e) {
     // Predictions need not suffer for a model that cannot be explained (int8, or a graph autograd
     // cannot differentiate): explain() says why.
-    explainer_error_ = e.what();
+    explainer_error_ = interpreter_error_cause(e.what());
   }
   const int64_t cores = core_count();
   const int64_t instances = options_.instances > 0 ? options_.instances : cores;
@@ -123,7 +124,7 @@ torch::Tensor ModelRunner::infer(const torch::Tensor& images, InferTiming* timin
 
 Explanation ModelRunner::explain(const ExplainRequest& explanation, InferTiming* timing) {
   if (!explainer_error_.empty())
-    throw std::invalid_argument("model '" + name_ + "' cannot be explained: " + explainer_error_.substr(0, 300));
+    throw std::invalid_argument("model '" + name_ + "' cannot be explained: " + explainer_error_);
   explainer_.check(explanation);
   const int64_t images = explain_batch_images(explanation);
   if (images > options_.max_queue_images)

@@ -53,6 +53,17 @@ std::string setstate_archive(const std::string& marker) {
       "    return images.float()\n");
 }
 
+TEST(TorchScriptLoader, AnInterpreterErrorIsReducedToItsCause) {
+  EXPECT_EQ(interpreter_error_cause("The following operation failed in the TorchScript interpreter.\n"
+                                    "Traceback of TorchScript, serialized code (most recent call last):\n"
+                                    "  File \"code/__torch__/maas.py\", line 155, in forward\n"
+                                    "RuntimeError: Input type (CPUFloatType) and weight type (CPUBFloat16Type)\n"),
+            "RuntimeError: Input type (CPUFloatType) and weight type (CPUBFloat16Type)");
+  EXPECT_EQ(interpreter_error_cause("one line"), "one line");
+  EXPECT_EQ(interpreter_error_cause(std::string(1000, 'x')).size(), 300u);
+  EXPECT_EQ(interpreter_error_cause("\n \n"), "");
+}
+
 TEST(TorchScriptLoader, SetstateIsRefusedBeforeItRuns) {
   testing::TempDir dir;
   const std::string marker = dir.file("marker");
