@@ -3,11 +3,14 @@
 # artifacts measured in turn (5 rounds of 1 s each), timed in the thread's CPU time, so that other
 # work on a shared machine does not count. "opt:FILE" applies torch.jit.optimize_for_inference
 # first (what maas-serve does to float32 and bf16 artifacts). Prints medians and ratios to the first.
-# Usage: /usr/bin/python3 tests/bench/forms_cpu_time.py opt:f32.pt int8.pt opt:bf16.pt
+# --wall times wall-clock time instead (for a quiet machine).
+# Usage: /usr/bin/python3 tests/bench/forms_cpu_time.py [--wall] opt:f32.pt int8.pt opt:bf16.pt
 import sys, time, torch
 torch.set_num_threads(1)
 torch.backends.quantized.engine = 'onednn'
-paths = sys.argv[1:]
+wall = "--wall" in sys.argv[1:]
+clock = time.perf_counter if wall else time.thread_time
+paths = [a for a in sys.argv[1:] if a != "--wall"]
 mods = []
 for p in paths:
     m = torch.jit.load(p.replace("opt:", "")).eval()
@@ -20,9 +23,9 @@ with torch.no_grad():
         for _ in range(20): m(x)
     for r in range(5):
         for p, m in zip(paths, mods):
-            n = 0; s = time.thread_time()
-            while time.thread_time() - s < 1.0: m(x); n += 1
-            res[p].append(32 * n / (time.thread_time() - s))
+            n = 0; s = clock()
+            while clock() - s < 1.0: m(x); n += 1
+            res[p].append(32 * n / (clock() - s))
 for p in paths:
     v = sorted(res[p]); print("%-45s median %8.0f img/s  (runs %s)" % (p, v[len(v)//2], " ".join("%.0f" % a for a in res[p])))
 base = sorted(res[paths[0]])[2]
