@@ -13,7 +13,7 @@
 #include "load_bench.h"
 
 int main(int argc, char** argv) {
-  std::cerr << maas::select_aten_cpu_capability(maas::this_cpu()) << "\n";  // before any ATen kernel runs
+  std::cerr << maas::select_aten_cpu_capability(maas::this_cpu(), maas::AtenWorkload::kInference) << "\n";  // before any ATen kernel runs
   cxxopts::Options options("maas-bench",
                            "Measure maas.\n  maas-bench inference --run DIR   in-process forward speed of a run's model\n"
                            "  maas-bench artifacts --artifacts A.pt,B.pt [--threads 1,2]   artifacts as served: size, MACs, accuracy, speed\n"

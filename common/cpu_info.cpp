@@ -63,10 +63,13 @@ std::string cpu_line(const CpuInfo& cpu) {
   return "CPU: " + cpu.model + " (" + (flags.empty() ? "flags unknown" : flags) + ")";
 }
 
-std::string select_aten_cpu_capability(const CpuInfo& cpu) {
+std::string select_aten_cpu_capability(const CpuInfo& cpu, AtenWorkload workload) {
   if (const char* set = std::getenv("ATEN_CPU_CAPABILITY"))
     return std::string("ATen kernels: ATEN_CPU_CAPABILITY=") + set + " (set by the user)";
   if (!cpu.has_avx512()) return "ATen kernels: avx2 or lower (the CPU has no AVX-512)";
+  if (workload == AtenWorkload::kInference)
+    return "ATen kernels: avx2 (LibTorch's default; its AVX-512 kernels are no faster for inference and slow int8 "
+           "max-pooling down; set ATEN_CPU_CAPABILITY=avx512 to override)";
   setenv("ATEN_CPU_CAPABILITY", "avx512", /*overwrite=*/0);
   return "ATen kernels: avx512 (the CPU has AVX-512; LibTorch 1.13 defaults to avx2; "
          "set ATEN_CPU_CAPABILITY=avx2 to override)";

@@ -32,10 +32,19 @@ const CpuInfo& this_cpu();
 // "CPU: AMD EPYC 9R14 (avx2 avx512f avx512bw avx512vl avx512dq avx512_bf16 avx512_vnni; no amx)".
 std::string cpu_line(const CpuInfo& cpu);
 
-// ATen's vectorized kernels (BatchNorm, GELU, pooling, elementwise math) default to AVX2 in LibTorch
-// 1.13 even on AVX-512 CPUs; ATEN_CPU_CAPABILITY chooses. Where the user has not set it and the CPU
-// has AVX-512, sets it to "avx512"; returns a line saying what ATen will use and why.
+// What a program mostly runs, for ATen's kernel choice.
+enum class AtenWorkload {
+  kTraining,   // maas-train: float32/bf16 BatchNorm, GELU, pooling, elementwise math, forward and backward
+  kInference,  // maas-serve, maas-bench: float32, bf16 and int8 forwards
+};
+
+// ATen's vectorized kernels default to AVX2 in LibTorch 1.13 even on AVX-512 CPUs; ATEN_CPU_CAPABILITY
+// chooses, once per process. Where the user has not set it and the CPU has AVX-512, training gets
+// "avx512" (+14% per float32 step); inference keeps LibTorch's avx2, because measured there AVX-512 is no
+// faster for float32 forwards and makes int8 ones up to 1.9x slower (1.13's avx512 quantized max-pooling
+// runs element by element below 64 channels): docs/benchmarks.md, "ATen's AVX-512 kernels and int8".
+// Returns a line saying what ATen will use and why.
 // Requires: called before the first ATen kernel runs (ATen reads the variable once), i.e. first in main().
-std::string select_aten_cpu_capability(const CpuInfo& cpu);
+std::string select_aten_cpu_capability(const CpuInfo& cpu, AtenWorkload workload);
 
 }  // namespace maas

@@ -86,7 +86,7 @@ void raise_descriptor_limit(int64_t max_connections) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::cerr << maas::select_aten_cpu_capability(maas::this_cpu()) << "\n";  // before any ATen kernel runs
+  std::cerr << maas::select_aten_cpu_capability(maas::this_cpu(), maas::AtenWorkload::kInference) << "\n";  // before any ATen kernel runs
   cxxopts::Options options("maas-serve", "Serve maas-export artifacts over HTTP (KServe v2, image upload).");
   options.add_options()
       ("models", "model repository DIR/<name>/<version>/model.pt", cxxopts::value<std::string>())

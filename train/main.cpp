@@ -96,7 +96,7 @@ int report_main(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   // Before any ATen kernel runs: ATen reads ATEN_CPU_CAPABILITY once.
-  const std::string aten_line = maas::select_aten_cpu_capability(maas::this_cpu());
+  const std::string aten_line = maas::select_aten_cpu_capability(maas::this_cpu(), maas::AtenWorkload::kTraining);
   if (argc > 1 && std::string(argv[1]) == "report") return report_main(argc - 1, argv + 1);
   cxxopts::Options options("maas-train", "Train an image classifier with LibTorch (Adam, cross-entropy).");
   options.add_options()
