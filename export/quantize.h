@@ -44,7 +44,10 @@ struct QuantizedModule {
 //   4. InsertQuantDeQuant, Finalize (quantized::* kernels, weights prepacked for the engine),
 //      constant propagation and dead code elimination, as torch.ao.quantization.quantize_jit;
 //   5. quantized::conv2d / linear followed by ReLU become quantized::conv2d_relu / linear_relu.
-// The input stays raw pixels: the normalized tensor is what gets quantized. Ops without int8
+// Where the first convolution reads the normalized pixels without padding (the seed CNN, airbench),
+// the normalization folds into its weights and bias and it reads the pixels as int8 levels
+// themselves (exact; its weights bounded to 7 bits so that CPUs without VNNI cannot saturate);
+// otherwise the normalized tensor is what gets quantized. Ops without int8
 // kernels (GELU, amax, ...) run in float32 between a dequantize and a quantize.
 // Sets the process's quantized engine to kInt8Engine (artifact.h) first.
 // Requires N >= 1 and a module in eval mode; `float_module` is not modified.

@@ -310,6 +310,53 @@ TEST(AirbenchInt8, ReluFormKeepsTheWholeTrunkInt8) {
   EXPECT_GE(dequantizes_before_a_convolution(gelu.module), 3);
 }
 
+// Where the first convolution has no padding (the seed CNN, airbench) the normalization folds into it
+// and int8 reads the pixels themselves: no addcmul or rounding pass is left, the quantized input is the
+// uint8 batch at scale 1 (so uint8 and float32 pixels give the same logits), the pixel convolution's
+// weights stay within 7 bits (no int16 saturation without VNNI), and the logits stay near float32's.
+// ResNet-9's padded stem keeps the normalization and quantizes it.
+TEST(Int8Input, NormalizationFoldsIntoAnUnpaddedStemAndPixelsQuantizeExactly) {
+  torch::NoGradGuard no_grad;
+  const auto& [spec, norm, classes] = kFreshCifar;
+  torch::manual_seed(3);
+  const auto calibration = torch::randint(0, 256, {32, 3, 32, 32}, torch::kUInt8);
+  const auto pixels = torch::randint(0, 256, {8, 3, 32, 32}, torch::kUInt8);
+  for (const std::string& name : architecture_names()) {
+    torch::manual_seed(5);
+    ModelOptions options;
+    options.name = name;
+    if (name == "airbench") options.activation = "relu";
+    auto model = make_model(options, spec);
+    model->eval();
+    auto float_module = build_torchscript(*model, name, spec, norm, classes);
+    QuantizedModule q = quantize_static(float_module, calibration);
+    const bool padded_stem = name == "resnet9";
+    EXPECT_EQ(count_nodes(q.module, "aten::addcmul"), padded_stem ? 1 : 0) << name;
+    EXPECT_EQ(count_nodes(q.module, "aten::_make_per_tensor_quantized_tensor"), 1) << name;
+    const auto from_uint8 = q.module.forward({pixels}).toTensor();
+    EXPECT_TRUE(torch::equal(from_uint8, q.module.forward({pixels.to(torch::kFloat32)}).toTensor())) << name;
+    const auto expected = float_module.forward({pixels}).toTensor();
+    EXPECT_LE((from_uint8 - expected).abs().max().item<double>(), 0.1 * (expected.max() - expected.min()).item<double>())
+        << name;
+    if (padded_stem) continue;
+    // The first quantized convolution: its input is the pixels at scale 1, its weights 7 bits.
+    for (const torch::jit::Node* node : q.module.get_method("forward").graph()->nodes()) {
+      if (node->kind() != c10::Symbol::fromQualString("quantized::conv2d_relu") &&
+          node->kind() != c10::Symbol::fromQualString("quantized::conv2d"))
+        continue;
+      const torch::jit::Node* make = node->input(0)->node();
+      ASSERT_EQ(make->kind(), c10::Symbol::fromQualString("aten::_make_per_tensor_quantized_tensor")) << name;
+      EXPECT_EQ(torch::jit::toIValue(make->input(1))->toDouble(), 1.0) << name;
+      EXPECT_EQ(torch::jit::toIValue(make->input(2))->toInt(), 0) << name;
+      const auto packed = q.module.attr(node->input(1)->node()->s(c10::attr::name));
+      torch::jit::Stack stack{packed};
+      c10::Dispatcher::singleton().findSchemaOrThrow("quantized::conv2d_unpack", "").callBoxed(&stack);
+      EXPECT_LE(stack.at(0).toTensor().int_repr().abs().max().item<int64_t>(), 63) << name;
+      break;
+    }
+  }
+}
+
 // More than max_accuracy_drop lost: ArtifactError, and nothing written.
 TEST_F(ExportTest, Int8ThatLosesTooMuchAccuracyIsNotWritten) {
   auto o = options("int8.pt");
