@@ -57,6 +57,7 @@ ModelRunner::~ModelRunner() {
     accepting_ = false;
     stopping_ = true;
   }
+  stop_polling_ = true;
   idle_.notify_all();
   batch_ready_.notify_all();
   for (auto& w : workers_) w.join();
@@ -118,7 +119,15 @@ torch::Tensor ModelRunner::infer(const torch::Tensor& images, InferTiming* timin
   request.timing = timing;
   request.queued_images = images.size(0);
   auto result = request.result.get_future();
+  // Only a request alone in the runner polls for its result: with company, the cores are busy anyway
+  // and polling threads would take them from the forward.
+  struct InFlight {
+    std::atomic<int64_t>& count;
+    const bool alone = count.fetch_add(1) == 0;
+    ~InFlight() { count.fetch_sub(1); }
+  } in_flight{requests_in_flight_};
   enqueue(std::move(request), arrival);
+  if (in_flight.alone) spin_for_result(result);
   return result.get();
 }
 
@@ -150,13 +159,14 @@ void ModelRunner::enqueue(Request request, Arrival* arrival) {
     request.enqueued = Clock::now();
     queued_images_ += request.queued_images;
     queue_.push_back(std::move(request));
+    queued_requests_.store(static_cast<int64_t>(queue_.size()), std::memory_order_relaxed);
     if (arrival && arrival->pending_) {
       arrival->pending_ = false;
       --arriving_;
     }
     // Wake only whom this request concerns: an idle worker, or the one forming a batch once it is
     // full or nobody else is on the way (waking every worker per request costs context switches).
-    wake_idle = !gathering_;
+    wake_idle = !gathering_ && !spinning_;  // a polling worker sees the queue itself
     batch_ready = gathering_ && (queued_images_ >= options_.max_batch_size || arriving_ == 0);
   }
   if (wake_idle) idle_.notify_one();
@@ -170,6 +180,16 @@ void ModelRunner::worker_loop() {
   const auto max_delay = std::chrono::microseconds(options_.max_queue_delay_us);
   std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
+    // Only when the runner is otherwise idle: with another batch running, requests keep coming and
+    // a polling worker would take a core from it and from the connections.
+    if (options_.idle_spin_us > 0 && queue_.empty() && !stopping_ && !gathering_ && !spinning_ &&
+        running_batches_ == 0) {
+      spinning_ = true;
+      lock.unlock();
+      spin_for_work();
+      lock.lock();
+      spinning_ = false;
+    }
     // One worker at a time forms a batch from the front of the queue; the others wait their turn.
     idle_.wait(lock, [&] { return !gathering_ && (stopping_ || !queue_.empty()); });
     if (queue_.empty()) return;  // stopping and drained
@@ -193,13 +213,35 @@ void ModelRunner::worker_loop() {
       queue_.pop_front();
     }
     queued_images_ -= images;
+    queued_requests_.store(static_cast<int64_t>(queue_.size()), std::memory_order_relaxed);
     gathering_ = false;
     if (stopping_) idle_.notify_all();             // let the others drain and exit
     else if (!queue_.empty()) idle_.notify_one();  // the rest is the next batch
+    ++running_batches_;
     lock.unlock();
     if (explanation) run_explanation(batch[0]);
     else run_batch(batch);
     lock.lock();
+    --running_batches_;
+  }
+}
+
+void ModelRunner::spin_for_work() const {
+  const auto until = Clock::now() + std::chrono::microseconds(options_.idle_spin_us);
+  while (queued_requests_.load(std::memory_order_relaxed) == 0 && !stop_polling_.load(std::memory_order_relaxed) &&
+         Clock::now() < until) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+}
+
+void ModelRunner::spin_for_result(const std::future<torch::Tensor>& result) const {
+  const auto until = Clock::now() + std::chrono::microseconds(options_.idle_spin_us);
+  while (result.wait_for(std::chrono::seconds(0)) != std::future_status::ready && Clock::now() < until) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
   }
 }
 

@@ -2,6 +2,7 @@
 // Inference only: no HTTP or JSON here.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -28,6 +29,12 @@ struct BatchingOptions {
   // is no faster at batch 32, so parallelism comes from instances, not intra-op threads.
   int64_t instances = 0;
   int64_t threads_per_instance = 0;   // LibTorch threads per worker; 0 = max(1, cores / instances)
+  // After a batch, one idle worker polls the queue for this long before it sleeps, and a request
+  // that is alone in the runner polls for its result as long before it sleeps. On a VM whose idle
+  // vCPUs halt, a forward that follows a sleep ran at half speed (cold core) and each sleeping
+  // hand-off costs a wake-up; polling keeps a lone client's path warm. 0 = sleep at once. Costs at
+  // most this much CPU per batch (and per lone request).
+  int64_t idle_spin_us = 1000;
 };
 
 // The queue is full or the runner is stopping: the caller should answer 503 and retry later.
@@ -146,6 +153,10 @@ class ModelRunner {
   // Queues `request` and wakes whom it concerns; consumes `arrival`. Throws Unavailable.
   void enqueue(Request request, Arrival* arrival);
   void worker_loop();
+  // Polls queued_requests_ until it is non-zero or idle_spin_us passed. Requires: mutex_ not held.
+  void spin_for_work() const;
+  // Polls `result` until it is ready or idle_spin_us passed.
+  void spin_for_result(const std::future<torch::Tensor>& result) const;
   void run_batch(std::vector<Request>& batch);
   void run_explanation(Request& job);
 
@@ -165,6 +176,11 @@ class ModelRunner {
   int64_t queued_images_ = 0;
   int64_t arriving_ = 0;  // announced Arrivals not yet queued
   bool gathering_ = false;  // a worker is forming a batch from the front of the queue
+  bool spinning_ = false;   // a worker is polling queued_requests_ instead of waiting on idle_
+  int64_t running_batches_ = 0;  // batches and explanations being run
+  std::atomic<int64_t> queued_requests_{0};  // queue_.size(), readable without the mutex
+  std::atomic<int64_t> requests_in_flight_{0};  // infer() calls between entry and return
+  std::atomic<bool> stop_polling_{false};        // set with stopping_: a polling worker ends its poll
   bool accepting_ = true;
   bool stopping_ = false;
   std::vector<std::thread> workers_;

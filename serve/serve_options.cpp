@@ -85,6 +85,7 @@ std::vector<ConfigField> fields_of(ServeOptions& o) {
       {"batching.instances", &o.batching.instances, at_least(&o.batching.instances, 0)},
       {"batching.threads_per_instance", &o.batching.threads_per_instance,
        at_least(&o.batching.threads_per_instance, 0)},
+      {"batching.idle_spin_us", &o.batching.idle_spin_us, in_range(&o.batching.idle_spin_us, 0, 1000000)},
       // An explanation of max_steps runs max_steps + 2 images and must fit in the queue.
       {"explain.max_steps", &o.explain.max_steps,
        [&o]() -> std::string {

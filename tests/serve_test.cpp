@@ -125,6 +125,35 @@ TEST(ModelRunner, LoneRequestsRunAtOnceAndAnnouncedOnesAreWaitedFor) {
   EXPECT_LT(third.queue_us, 4'000'000);
 }
 
+// A worker polling the queue after its batch (idle_spin_us) is not woken for new work: it must see
+// requests itself. With a 2 s poll, a request it missed would wait out the poll; each lone request is
+// instead taken at once, concurrent ones are still batched and answered, and the runner stops.
+TEST(ModelRunner, APollingWorkerTakesLoneRequestsAtOnce) {
+  BatchingOptions options;
+  options.idle_spin_us = 2'000'000;
+  options.instances = 2;
+  const Artifact artifact = random_artifact();
+  torch::jit::Module reference = artifact.module.clone();
+  auto runner = std::make_unique<ModelRunner>("cnn", 1, artifact, options);
+  torch::NoGradGuard no_grad;
+  for (int i = 0; i < 20; ++i) {
+    const auto image = torch::randint(0, 256, {1, 3, 32, 32}, torch::kUInt8);
+    InferTiming timing;
+    const auto logits = runner->infer(image, &timing);
+    EXPECT_LT(timing.queue_us, 1'000'000) << "request " << i << " waited for the poll to end";
+    EXPECT_LE((logits - reference.forward({image}).toTensor()).abs().max().item<double>(), 1e-4) << i;
+  }
+  std::vector<std::thread> clients;
+  std::atomic<int> answered{0};
+  for (int c = 0; c < 6; ++c)
+    clients.emplace_back([&] {
+      for (int r = 0; r < 5; ++r) answered += runner->infer(torch::zeros({1, 3, 32, 32}, torch::kUInt8)).size(0);
+    });
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(answered.load(), 30);
+  runner.reset();  // joins the workers: a polling one ends its poll
+}
+
 TEST(ModelRunner, RejectsBadInputAndRefusesWhenFullOrStopping) {
   BatchingOptions options;
   options.max_batch_size = 4;
@@ -169,6 +198,8 @@ TEST(ServeOptions, BadSettingsNameTheKey) {
   }
   EXPECT_THROW(load_serve_options("", {"server.port=70000"}), ConfigError);
   EXPECT_THROW(load_serve_options("", {"server.prot=80"}), ConfigError);
+  EXPECT_THROW(load_serve_options("", {"batching.idle_spin_us=-1"}), ConfigError);
+  EXPECT_EQ(load_serve_options("", {"batching.idle_spin_us=0"}).batching.idle_spin_us, 0);
 }
 
 }  // namespace
