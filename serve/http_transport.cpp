@@ -215,6 +215,7 @@ class HttpTransport::Connection final : public httplib::Stream {
 
   ssize_t read(char* ptr, size_t size) override {
     if (buffered() == 0) {
+      if (!pending_.empty() && !flush()) return -1;  // e.g. a 100 Continue the client waits for
       if (refusal_ != Refusal::kNone) return -1;
       const int ready = poll_socket(POLLIN, deadline_, in_headers_);
       if (ready < 0) return -1;
@@ -249,10 +250,31 @@ class HttpTransport::Connection final : public httplib::Stream {
     return static_cast<ssize_t>(n);
   }
 
+  // httplib writes a response's headers and body separately: small writes are held and sent
+  // together (flush() after each request, and before any read), so a small response leaves in one
+  // segment and wakes the client once.
   ssize_t write(const char* ptr, size_t size) override {
     written_ = true;
-    if (poll_socket(POLLOUT, Clock::now() + seconds(options_.write_timeout_s), false) <= 0) return -1;
-    return ::send(sock_, ptr, size, MSG_NOSIGNAL);
+    if (pending_.size() + size <= kCoalesceBytes) {
+      pending_.append(ptr, size);
+      return static_cast<ssize_t>(size);
+    }
+    if (!flush()) return -1;
+    return send_some(ptr, size);
+  }
+
+  // Sends what write() held. False when the socket failed or timed out (the bytes are dropped).
+  bool flush() {
+    for (size_t sent = 0; sent < pending_.size();) {
+      const ssize_t n = send_some(pending_.data() + sent, pending_.size() - sent);
+      if (n <= 0) {
+        pending_.clear();
+        return false;
+      }
+      sent += static_cast<size_t>(n);
+    }
+    pending_.clear();
+    return true;
   }
 
   void get_remote_ip_and_port(std::string& ip, int& port) const override { address(true, ip, port); }
@@ -260,6 +282,12 @@ class HttpTransport::Connection final : public httplib::Stream {
   socket_t socket() const override { return sock_; }
 
  private:
+  static constexpr size_t kCoalesceBytes = 16 * 1024;
+
+  ssize_t send_some(const char* ptr, size_t size) {
+    if (poll_socket(POLLOUT, Clock::now() + seconds(options_.write_timeout_s), false) <= 0) return -1;
+    return ::send(sock_, ptr, size, MSG_NOSIGNAL);
+  }
   size_t buffered() const { return end_ - begin_; }
 
   // poll() on the socket until `deadline`; with `wake_on_shutdown`, also returns 0 once shutdown
@@ -315,6 +343,7 @@ class HttpTransport::Connection final : public httplib::Stream {
   bool charge_as_received_ = false;  // a chunked body: counted against the in-flight budget as read
   std::string content_encoding_;
   bool written_ = false;
+  std::string pending_;  // written, not yet sent (see write())
 };
 
 thread_local HttpTransport::Connection* HttpTransport::current_ = nullptr;
@@ -431,6 +460,7 @@ bool HttpTransport::process_and_close_socket(socket_t sock) {
       bool closed = false;
       ok = process_request(connection, /*close_connection=*/shutting_down_.load(), closed,
                            [&connection](httplib::Request& req) { connection.on_headers(req); });
+      if (!connection.flush()) ok = false;
       if (!ok && connection.refusal() != Refusal::kNone && !connection.written()) {
         // Cut before httplib could answer (request line too long, too slow, shutting down).
         const Refusal refusal = connection.refusal();
@@ -443,6 +473,7 @@ bool HttpTransport::process_and_close_socket(socket_t sock) {
           if (n <= 0) break;
           sent += static_cast<size_t>(n);
         }
+        connection.flush();
       }
       // After a refusal the rest of the request is unread: the connection cannot go on.
       if (!ok || closed || connection.refusal() != Refusal::kNone) break;
