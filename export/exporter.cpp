@@ -213,19 +213,23 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
            " parameters, " + std::to_string(macs) + " MACs per image");
 
   const bool int8 = options.weights == WeightFormat::kInt8;
-  const QuantizeOptions quantize_options;
+  QuantizeOptions quantize_options;
+  quantize_options.macs_per_image = macs;
+  bool pixels_input = false;
   if (int8) {
     step.begin("quantize");
     if (options.calibration_images < 1) throw std::invalid_argument("calibration_images must be >= 1");
     const auto calibration = calibration_images(config, options.calibration_images);
     const QuantizedModule quantized = quantize_static(module, calibration, quantize_options);
     module = quantized.module;
+    pixels_input = quantized.pixels_input;
     report.calibration_images = calibration.size(0);
     step.end("static int8 on " + std::string(kInt8Engine) + ", calibrated on " +
              std::to_string(report.calibration_images) + " training images: " +
              std::to_string(quantized.quantized_convolutions) + " int8 convolutions, " +
              std::to_string(quantized.quantized_linears) + " int8 linear layers, " +
-             std::to_string(quantized.float_fallbacks) + " dequantize nodes");
+             std::to_string(quantized.float_fallbacks) + " dequantize nodes, input " +
+             (pixels_input ? "pixels (normalization folded into the first convolution)" : "normalized in float32"));
   }
 
   json metadata = {
@@ -347,6 +351,8 @@ ExportReport export_run(const ExportOptions& options, std::ostream* log) {
     metadata["quantization"] = {{"engine", kInt8Engine},
                                 {"scheme", int8_scheme(quantize_options)},
                                 {"calibration_images", report.calibration_images},
+                                {"input", pixels_input ? "pixels at scale 1 (normalization folded into the first convolution)"
+                                                       : "normalized in float32, then quantized"},
                                 {"float_test_acc", report.trained_test_acc},
                                 {"int8_test_acc", report.artifact_test_acc}};
   if (bf16)

@@ -404,6 +404,10 @@ QuantizedModule quantize_static(const torch::jit::Module& float_module, const to
   use_int8_engine();  // the packed weights are built for the engine current at Finalize
   torch::NoGradGuard no_grad;
   const std::vector<std::string> keep{"classes"};
+  const int64_t input_values = calibration_pixels[0].numel();
+  const bool fold_input = options.macs_per_image > 0 &&
+                          options.macs_per_image < options.fold_input_below_macs_per_value * input_values;
+  bool folded = false;
   Module module = in_step("freezing", [&] {
     // Traced linear layers read t(weight) into addmm; freezing would fold t(weight) into a constant
     // that InsertObservers no longer sees as a weight. FuseLinear makes them aten::linear first.
@@ -416,7 +420,7 @@ QuantizedModule quantize_static(const torch::jit::Module& float_module, const to
     auto graph = frozen.get_method("forward").graph();
     spell_out_pooling_arguments(*graph);
     relu_before_pooling(graph);
-    fold_normalization_into_first_convolution(graph);
+    if (fold_input) folded = fold_normalization_into_first_convolution(graph);
     return frozen;
   });
 
@@ -428,7 +432,7 @@ QuantizedModule quantize_static(const torch::jit::Module& float_module, const to
     return torch::jit::InsertObservers(module, "forward", qconfig, /*inplace=*/true, torch::jit::QuantType::STATIC);
   });
   observe_relu_inputs_from_zero(module);
-  bound_pixel_convolution_weights(module);
+  if (folded) bound_pixel_convolution_weights(module);
   in_step("calibration", [&] {
     const int64_t batch = std::max<int64_t>(1, options.calibration_batch);
     for (int64_t begin = 0; begin < calibration_pixels.size(0); begin += batch)
@@ -444,7 +448,7 @@ QuantizedModule quantize_static(const torch::jit::Module& float_module, const to
   torch::jit::ConstantPropagation(graph);
   torch::jit::EliminateDeadCode(graph);
   fuse_quantized_relu(graph);
-  pixels_as_quint8(*graph);
+  if (folded) result.pixels_input = pixels_as_quint8(*graph) > 0;
   quantize_input_in_normalization(*graph);
   result.module.eval();
   result.quantized_convolutions =

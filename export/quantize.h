@@ -20,6 +20,14 @@ struct QuantizeOptions {
   // add pairs into int16 (vpmaddubsw), which saturates unless one side has 7 bits: this is why
   // PyTorch's fbgemm/x86 qconfigs reduce the activation range. The machine here has AVX2 only.
   bool reduce_range = true;
+  // The model's MACs per image (0 = unknown) and the bound below which the first convolution reads
+  // the int8 pixels themselves (normalization folded into it; see quantize_static): where a model
+  // does fewer than this many MACs per input value, the input's normalizing pass is a sizable part
+  // of its int8 forward (the seed CNN: 1481 per value, a tenth of its forward, 2.65x instead of
+  // 2.25x float32), while above it the fold's 7-bit first-layer weights cost accuracy for no speed
+  // (the fast airbench: 17651 per value, -0.32 points, no faster). 0 = never fold.
+  int64_t macs_per_image = 0;
+  int64_t fold_input_below_macs_per_value = 4096;
 };
 
 // How quantize_static quantizes, for the artifact's metadata.
@@ -31,6 +39,7 @@ struct QuantizedModule {
   int64_t quantized_convolutions = 0;  // quantized::conv2d[_relu] nodes in forward
   int64_t quantized_linears = 0;       // quantized::linear[_relu] nodes in forward
   int64_t float_fallbacks = 0;         // aten::dequantize nodes: where the graph leaves int8 (at least the output)
+  bool pixels_input = false;           // the first convolution reads the pixels (normalization folded into it)
 };
 
 // Statically quantizes `float_module` (an artifact module as build_torchscript makes it:
@@ -44,8 +53,9 @@ struct QuantizedModule {
 //   4. InsertQuantDeQuant, Finalize (quantized::* kernels, weights prepacked for the engine),
 //      constant propagation and dead code elimination, as torch.ao.quantization.quantize_jit;
 //   5. quantized::conv2d / linear followed by ReLU become quantized::conv2d_relu / linear_relu.
-// Where the first convolution reads the normalized pixels without padding (the seed CNN, airbench),
-// the normalization folds into its weights and bias and it reads the pixels as int8 levels
+// Where the first convolution reads the normalized pixels without padding (the seed CNN, airbench)
+// and the model is small enough (QuantizeOptions::fold_input_below_macs_per_value), the
+// normalization folds into its weights and bias and it reads the pixels as int8 levels
 // themselves (exact; its weights bounded to 7 bits so that CPUs without VNNI cannot saturate);
 // otherwise the normalized tensor is what gets quantized. Ops without int8
 // kernels (GELU, amax, ...) run in float32 between a dequantize and a quantize.

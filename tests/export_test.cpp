@@ -188,8 +188,10 @@ TEST_F(ExportTest, Int8ArtifactRunsInt8KernelsAndDescribesItself) {
   EXPECT_EQ(count_nodes(m, "quantized::conv2d_relu"), 3);
   EXPECT_EQ(count_nodes(m, "quantized::linear_relu"), 1);
   for (const char* unfused : {"aten::relu", "aten::relu_"}) EXPECT_EQ(count_nodes(m, unfused), 0) << unfused;
-  // The input is quantized inside the normalization (vectorized), not by quantize_per_tensor.
+  // The input is the pixels themselves (the seed CNN is small and its first convolution unpadded):
+  // no normalization, no quantize_per_tensor.
   EXPECT_EQ(count_nodes(m, "aten::quantize_per_tensor"), 0);
+  EXPECT_EQ(count_nodes(m, "aten::addcmul"), 0);
   EXPECT_EQ(count_nodes(m, "aten::_make_per_tensor_quantized_tensor"), 1);
   for (const char* float_op : {"aten::conv2d", "aten::_convolution", "aten::linear", "aten::addmm", "aten::matmul"})
     EXPECT_EQ(count_nodes(m, float_op), 0) << float_op;
@@ -200,6 +202,7 @@ TEST_F(ExportTest, Int8ArtifactRunsInt8KernelsAndDescribesItself) {
   EXPECT_EQ(j["model"]["frozen"], true);
   EXPECT_EQ(j["quantization"]["engine"], "onednn");
   EXPECT_EQ(j["quantization"]["calibration_images"], 100);
+  EXPECT_NE(j["quantization"]["input"].get<std::string>().find("pixels at scale 1"), std::string::npos);
   EXPECT_NE(j["quantization"]["scheme"].get<std::string>().find("per-channel symmetric qint8"), std::string::npos);
   EXPECT_DOUBLE_EQ(j["quantization"]["float_test_acc"].get<double>(), q.trained_test_acc);
   EXPECT_DOUBLE_EQ(j["quantization"]["int8_test_acc"].get<double>(), q.artifact_test_acc);
@@ -310,12 +313,13 @@ TEST(AirbenchInt8, ReluFormKeepsTheWholeTrunkInt8) {
   EXPECT_GE(dequantizes_before_a_convolution(gelu.module), 3);
 }
 
-// Where the first convolution has no padding (the seed CNN, airbench) the normalization folds into it
-// and int8 reads the pixels themselves: no addcmul or rounding pass is left, the quantized input is the
-// uint8 batch at scale 1 (so uint8 and float32 pixels give the same logits), the pixel convolution's
-// weights stay within 7 bits (no int16 saturation without VNNI), and the logits stay near float32's.
-// ResNet-9's padded stem keeps the normalization and quantizes it.
-TEST(Int8Input, NormalizationFoldsIntoAnUnpaddedStemAndPixelsQuantizeExactly) {
+// Where the first convolution has no padding (the seed CNN, airbench) and the model is small enough,
+// the normalization folds into it and int8 reads the pixels themselves: no addcmul or rounding pass
+// is left, the quantized input is the uint8 batch at scale 1 (so uint8 and float32 pixels give the
+// same logits), the pixel convolution's weights stay within 7 bits (no int16 saturation without
+// VNNI), and the logits stay near float32's. ResNet-9's padded stem, and any model at or above
+// fold_input_below_macs_per_value MACs per input value, keep the normalization and quantize it.
+TEST(Int8Input, NormalizationFoldsIntoAnUnpaddedStemOfASmallModelAndPixelsQuantizeExactly) {
   torch::NoGradGuard no_grad;
   const auto& [spec, norm, classes] = kFreshCifar;
   torch::manual_seed(3);
@@ -323,14 +327,26 @@ TEST(Int8Input, NormalizationFoldsIntoAnUnpaddedStemAndPixelsQuantizeExactly) {
   const auto pixels = torch::randint(0, 256, {8, 3, 32, 32}, torch::kUInt8);
   for (const std::string& name : architecture_names()) {
     torch::manual_seed(5);
-    ModelOptions options;
-    options.name = name;
-    if (name == "airbench") options.activation = "relu";
-    auto model = make_model(options, spec);
+    ModelOptions model_options;
+    model_options.name = name;
+    if (name == "airbench") model_options.activation = "relu";
+    auto model = make_model(model_options, spec);
     model->eval();
     auto float_module = build_torchscript(*model, name, spec, norm, classes);
-    QuantizedModule q = quantize_static(float_module, calibration);
+    const int64_t macs = macs_per_image(*model, spec);
+    QuantizeOptions above_the_bound;
+    above_the_bound.macs_per_image = macs;
+    above_the_bound.fold_input_below_macs_per_value = macs / (3 * 32 * 32);  // macs is not below it
+    const QuantizedModule unfolded = quantize_static(float_module, calibration, above_the_bound);
+    EXPECT_FALSE(unfolded.pixels_input) << name;
+    EXPECT_EQ(count_nodes(unfolded.module, "aten::addcmul"), 1) << name;
+
+    QuantizeOptions below_the_bound;
+    below_the_bound.macs_per_image = macs;
+    below_the_bound.fold_input_below_macs_per_value = macs;  // always below it
+    QuantizedModule q = quantize_static(float_module, calibration, below_the_bound);
     const bool padded_stem = name == "resnet9";
+    EXPECT_EQ(q.pixels_input, !padded_stem) << name;
     EXPECT_EQ(count_nodes(q.module, "aten::addcmul"), padded_stem ? 1 : 0) << name;
     EXPECT_EQ(count_nodes(q.module, "aten::_make_per_tensor_quantized_tensor"), 1) << name;
     const auto from_uint8 = q.module.forward({pixels}).toTensor();
