@@ -233,7 +233,11 @@ const torch::jit::Value* unobserved(const torch::jit::Value* value) {
 // Whether `value` is the graph's input images cast to float32 (`images.float()`).
 bool is_cast_images(const torch::jit::Graph& graph, const torch::jit::Value* value) {
   const torch::jit::Node* node = value->node();
-  return node->kind() == c10::aten::to && graph.inputs().size() == 2 && node->input(0) == graph.inputs()[1];
+  if (node->kind() != c10::aten::to || graph.inputs().size() != 2 || node->input(0) != graph.inputs()[1] ||
+      node->inputs().size() < 2)
+    return false;
+  const auto dtype = torch::jit::toIValue(node->input(1));
+  return dtype && dtype->isInt() && dtype->toInt() == static_cast<int64_t>(c10::ScalarType::Float);
 }
 
 // addcmul(shift, pixels, scale) feeding a convolution without padding -> that convolution with the
@@ -264,6 +268,8 @@ bool fold_normalization_into_first_convolution(std::shared_ptr<torch::jit::Graph
     for (const int64_t side : padding->toIntVector())
       if (side != 0) return false;
     const torch::Tensor w = weight->toTensor();
+    if (w.dim() != 4 || shift->toTensor().numel() != w.size(1) || scale->toTensor().numel() != w.size(1))
+      return false;  // a normalization per input channel, and nothing else, folds
     const torch::Tensor per_channel_scale = scale->toTensor().reshape({1, -1, 1, 1}).to(w.dtype());
     const torch::Tensor per_channel_shift = shift->toTensor().reshape({1, -1, 1, 1}).to(w.dtype());
     torch::Tensor folded_bias = (w * per_channel_shift).sum({1, 2, 3});
@@ -296,7 +302,8 @@ bool bound_pixel_convolution_weights(Module& module) {
 }
 
 // quantize_per_tensor(images.float(), s, z, quint8) -> the pixels themselves as quint8 (scale 1,
-// zero point 0): no pass over a uint8 batch; float32 images are rounded and clamped to 0..255 first.
+// zero point 0): one copy of a uint8 batch, no arithmetic pass; float32 images are rounded and
+// clamped to 0..255 first.
 // For graphs whose normalization fold_normalization_into_first_convolution folded. Returns how many
 // inputs it rewrote.
 int64_t pixels_as_quint8(torch::jit::Graph& graph) {
@@ -322,8 +329,7 @@ graph(%images : Tensor):
       %clamped : Tensor = aten::clamp(%rounded, %low, %high)
       %bytes : Tensor = aten::to(%clamped, %uint8, %false, %false, %none)
       -> (%bytes)
-  %contiguous : Tensor = aten::contiguous(%levels, %zero)
-  %pixels : Tensor = aten::_make_per_tensor_quantized_tensor(%contiguous, %one, %zero)
+  %pixels : Tensor = aten::_make_per_tensor_quantized_tensor(%levels, %one, %zero)
   return (%pixels))IR";
   int64_t rewritten = 0;
   for (auto it = graph.nodes().begin(); it != graph.nodes().end();) {
@@ -432,7 +438,11 @@ QuantizedModule quantize_static(const torch::jit::Module& float_module, const to
     return torch::jit::InsertObservers(module, "forward", qconfig, /*inplace=*/true, torch::jit::QuantType::STATIC);
   });
   observe_relu_inputs_from_zero(module);
-  if (folded) bound_pixel_convolution_weights(module);
+  // Without the bound, 8-bit weights against 8-bit pixels would verify on a VNNI CPU and compute wrong
+  // results on one without: a fold whose convolution cannot be bounded is an error, not a fallback.
+  if (folded && !bound_pixel_convolution_weights(module))
+    throw ArtifactError("int8 quantization failed: the first convolution reads the pixels, but its weight observer "
+                        "was not found to hold its weights to 7 bits");
   in_step("calibration", [&] {
     const int64_t batch = std::max<int64_t>(1, options.calibration_batch);
     for (int64_t begin = 0; begin < calibration_pixels.size(0); begin += batch)
@@ -448,7 +458,13 @@ QuantizedModule quantize_static(const torch::jit::Module& float_module, const to
   torch::jit::ConstantPropagation(graph);
   torch::jit::EliminateDeadCode(graph);
   fuse_quantized_relu(graph);
-  if (folded) result.pixels_input = pixels_as_quint8(*graph) > 0;
+  if (folded) {
+    if (pixels_as_quint8(*graph) != 1)
+      throw ArtifactError("int8 quantization failed: the normalization was folded into the first convolution, but its "
+                          "input was not quantized where expected");
+    result.pixels_input = true;
+    torch::jit::EliminateDeadCode(graph);  // the float cast the pixels no longer need
+  }
   quantize_input_in_normalization(*graph);
   result.module.eval();
   result.quantized_convolutions =

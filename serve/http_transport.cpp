@@ -252,7 +252,9 @@ class HttpTransport::Connection final : public httplib::Stream {
 
   // httplib writes a response's headers and body separately: small writes are held and sent
   // together (flush() after each request, and before any read), so a small response leaves in one
-  // segment and wakes the client once.
+  // segment and wakes the client once. A held write reports success before it is sent; a failed
+  // flush closes the connection. (maas-serve streams no response; a streamed one would be held
+  // until 16 KiB or the request's end.)
   ssize_t write(const char* ptr, size_t size) override {
     written_ = true;
     if (pending_.size() + size <= kCoalesceBytes) {

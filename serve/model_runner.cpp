@@ -48,6 +48,10 @@ ModelRunner::ModelRunner(std::string name, int64_t version, Artifact artifact, B
   const int64_t instances = options_.instances > 0 ? options_.instances : cores;
   threads_per_instance_ = options_.threads_per_instance > 0 ? options_.threads_per_instance
                                                            : std::max<int64_t>(1, cores / instances);
+  // Polling needs a core to spare: none on one core; a lone request's poll also none when one
+  // worker's forward already uses every core.
+  poll_for_work_ = options_.idle_spin_us > 0 && cores >= 2;
+  poll_for_results_ = poll_for_work_ && threads_per_instance_ < cores;
   for (int64_t i = 0; i < instances; ++i) workers_.emplace_back([this] { worker_loop(); });
 }
 
@@ -121,13 +125,9 @@ torch::Tensor ModelRunner::infer(const torch::Tensor& images, InferTiming* timin
   auto result = request.result.get_future();
   // Only a request alone in the runner polls for its result: with company, the cores are busy anyway
   // and polling threads would take them from the forward.
-  struct InFlight {
-    std::atomic<int64_t>& count;
-    const bool alone = count.fetch_add(1) == 0;
-    ~InFlight() { count.fetch_sub(1); }
-  } in_flight{requests_in_flight_};
+  const InFlight in_flight(requests_in_flight_);
   enqueue(std::move(request), arrival);
-  if (in_flight.alone) spin_for_result(result);
+  if (in_flight.alone && poll_for_results_) spin_for_result(result);
   return result.get();
 }
 
@@ -145,6 +145,7 @@ Explanation ModelRunner::explain(const ExplainRequest& explanation, InferTiming*
   request.queued_images = images;
   request.explanation = explanation;
   auto result = request.explained.get_future();
+  const InFlight in_flight(requests_in_flight_);  // a lone infer() beside it must not poll
   enqueue(std::move(request), nullptr);
   return result.get();
 }
@@ -182,7 +183,7 @@ void ModelRunner::worker_loop() {
   while (true) {
     // Only when the runner is otherwise idle: with another batch running, requests keep coming and
     // a polling worker would take a core from it and from the connections.
-    if (options_.idle_spin_us > 0 && queue_.empty() && !stopping_ && !gathering_ && !spinning_ &&
+    if (poll_for_work_ && queue_.empty() && !stopping_ && !gathering_ && !spinning_ &&
         running_batches_ == 0) {
       spinning_ = true;
       lock.unlock();

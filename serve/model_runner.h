@@ -33,7 +33,8 @@ struct BatchingOptions {
   // that is alone in the runner polls for its result as long before it sleeps. On a VM whose idle
   // vCPUs halt, a forward that follows a sleep ran at half speed (cold core) and each sleeping
   // hand-off costs a wake-up; polling keeps a lone client's path warm. 0 = sleep at once. Costs at
-  // most this much CPU per batch (and per lone request).
+  // most this much CPU per batch (and per lone request); off on one core, and a lone request does
+  // not poll when a worker's forward uses every core (threads_per_instance >= cores).
   int64_t idle_spin_us = 1000;
 };
 
@@ -179,8 +180,19 @@ class ModelRunner {
   bool spinning_ = false;   // a worker is polling queued_requests_ instead of waiting on idle_
   int64_t running_batches_ = 0;  // batches and explanations being run
   std::atomic<int64_t> queued_requests_{0};  // queue_.size(), readable without the mutex
-  std::atomic<int64_t> requests_in_flight_{0};  // infer() calls between entry and return
+  std::atomic<int64_t> requests_in_flight_{0};  // infer() and explain() calls between entry and return
   std::atomic<bool> stop_polling_{false};        // set with stopping_: a polling worker ends its poll
+  bool poll_for_work_ = false;     // idle_spin_us > 0 and a core to spare (set before the workers start)
+  bool poll_for_results_ = false;  // and a lone request's poll leaves the forward its threads
+  // Counts infer() and explain() calls in the runner while it lives; `alone`: it was the only one.
+  struct InFlight {
+    explicit InFlight(std::atomic<int64_t>& count) : count(count), alone(count.fetch_add(1) == 0) {}
+    ~InFlight() { count.fetch_sub(1); }
+    InFlight(const InFlight&) = delete;
+    InFlight& operator=(const InFlight&) = delete;
+    std::atomic<int64_t>& count;
+    const bool alone;
+  };
   bool accepting_ = true;
   bool stopping_ = false;
   std::vector<std::thread> workers_;
