@@ -50,4 +50,12 @@ std::vector<std::string> set_overrides(const cxxopts::ParseResult& args, const s
   return values;
 }
 
+std::string last_line(const std::string& text, size_t max_chars) {
+  const size_t end = text.find_last_not_of("\r\n ");
+  if (end == std::string::npos) return "";
+  const size_t newline = text.rfind('\n', end);
+  const size_t begin = newline == std::string::npos ? 0 : newline + 1;
+  return text.substr(begin, std::min(end + 1 - begin, max_chars));
+}
+
 }  // namespace maas

@@ -32,4 +32,8 @@ std::optional<cxxopts::ParseResult> parse_args(cxxopts::Options& options, int ar
 // (and "--set a=1,b=2" is still two).
 std::vector<std::string> set_overrides(const cxxopts::ParseResult& args, const std::string& option = "set");
 
+// The last non-empty line of `text`, at most `max_chars` of it; "" when there is none. What to show
+// of a long message whose cause comes last (a TorchScript traceback, a child process's stderr).
+std::string last_line(const std::string& text, size_t max_chars);
+
 }  // namespace maas

@@ -15,6 +15,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "cli.h"
 #include "files.h"
 
 namespace maas {
@@ -344,12 +345,6 @@ torch::jit::Module load_torchscript(const std::string& bytes, const std::string&
   return std::move(loaded.first);
 }
 
-std::string interpreter_error_cause(const std::string& what) {
-  const size_t end = what.find_last_not_of(" \n");
-  if (end == std::string::npos) return "";
-  const size_t newline = what.rfind('\n', end);
-  const size_t begin = newline == std::string::npos ? 0 : newline + 1;
-  return what.substr(begin, std::min<size_t>(end + 1 - begin, 300));
-}
+std::string interpreter_error_cause(const std::string& what) { return last_line(what, 300); }
 
 }  // namespace maas

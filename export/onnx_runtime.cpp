@@ -15,6 +15,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "cli.h"
 #include "files.h"
 
 extern char** environ;
@@ -59,13 +60,10 @@ std::string find_executable(const std::string& program) {
   return "";
 }
 
-// The last non-empty line of `text`, at most 400 characters: the runtime's error message.
-std::string last_line(const std::string& text) {
-  const size_t end = text.find_last_not_of("\r\n ");
-  if (end == std::string::npos) return "(no message)";
-  const size_t newline = text.rfind('\n', end);
-  const size_t begin = newline == std::string::npos ? 0 : newline + 1;
-  return text.substr(begin, std::min<size_t>(end + 1 - begin, 400));
+// The runtime's error message: the last line of its stderr.
+std::string runtime_message(const std::string& stderr_text) {
+  const std::string line = last_line(stderr_text, 400);
+  return line.empty() ? "(no message)" : line;
 }
 
 // Runs `argv` with stdout and stderr into files; returns the exit status. Kills it after `timeout_seconds`.
@@ -135,7 +133,7 @@ OnnxRuntimeResult run_onnx_runtime(const std::string& model_bytes, const torch::
   const int status = run_process(argv, dir.file("stdout"), dir.file("stderr"), options.timeout_seconds);
   if (status != 0)
     throw std::runtime_error("ONNX Runtime failed (exit " + std::to_string(status) +
-                             "): " + last_line(read_text(dir.file("stderr"))));
+                             "): " + runtime_message(read_text(dir.file("stderr"))));
 
   OnnxRuntimeResult result;
   int64_t classes = 0;
