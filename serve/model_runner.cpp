@@ -13,6 +13,21 @@ namespace maas {
 
 using Clock = std::chrono::steady_clock;
 
+namespace {
+
+// Busy-waits until `ready()` or `microseconds` passed (see BatchingOptions::idle_spin_us).
+template <typename Ready>
+void poll_until(int64_t microseconds, Ready ready) {
+  const auto until = Clock::now() + std::chrono::microseconds(microseconds);
+  while (!ready() && Clock::now() < until) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+}
+
+}  // namespace
+
 torch::jit::Module serving_module(const Artifact& artifact) {
   torch::jit::Module module = artifact.module;
   // int8 artifacts run as exported: the quantization passes froze them, and
@@ -127,7 +142,8 @@ torch::Tensor ModelRunner::infer(const torch::Tensor& images, InferTiming* timin
   // and polling threads would take them from the forward.
   const InFlight in_flight(requests_in_flight_);
   enqueue(std::move(request), arrival);
-  if (in_flight.alone && poll_for_results_) spin_for_result(result);
+  if (in_flight.alone && poll_for_results_)
+    poll_until(options_.idle_spin_us, [&] { return result.wait_for(std::chrono::seconds(0)) == std::future_status::ready; });
   return result.get();
 }
 
@@ -187,7 +203,9 @@ void ModelRunner::worker_loop() {
         running_batches_ == 0) {
       spinning_ = true;
       lock.unlock();
-      spin_for_work();
+      poll_until(options_.idle_spin_us, [this] {
+        return queued_requests_.load(std::memory_order_relaxed) > 0 || stop_polling_.load(std::memory_order_relaxed);
+      });
       lock.lock();
       spinning_ = false;
     }
@@ -224,25 +242,6 @@ void ModelRunner::worker_loop() {
     else run_batch(batch);
     lock.lock();
     --running_batches_;
-  }
-}
-
-void ModelRunner::spin_for_work() const {
-  const auto until = Clock::now() + std::chrono::microseconds(options_.idle_spin_us);
-  while (queued_requests_.load(std::memory_order_relaxed) == 0 && !stop_polling_.load(std::memory_order_relaxed) &&
-         Clock::now() < until) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-  }
-}
-
-void ModelRunner::spin_for_result(const std::future<torch::Tensor>& result) const {
-  const auto until = Clock::now() + std::chrono::microseconds(options_.idle_spin_us);
-  while (result.wait_for(std::chrono::seconds(0)) != std::future_status::ready && Clock::now() < until) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
   }
 }
 

@@ -154,10 +154,6 @@ class ModelRunner {
   // Queues `request` and wakes whom it concerns; consumes `arrival`. Throws Unavailable.
   void enqueue(Request request, Arrival* arrival);
   void worker_loop();
-  // Polls queued_requests_ until it is non-zero or idle_spin_us passed. Requires: mutex_ not held.
-  void spin_for_work() const;
-  // Polls `result` until it is ready or idle_spin_us passed.
-  void spin_for_result(const std::future<torch::Tensor>& result) const;
   void run_batch(std::vector<Request>& batch);
   void run_explanation(Request& job);
 
