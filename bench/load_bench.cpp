@@ -1,5 +1,6 @@
-// Closed-loop clients: each thread sends one request of `images` images at a time on its own
-// keep-alive connection and records the latency of each (perf_analyzer's concurrency and -b).
+// Closed-loop clients: each sends one request of `images` images at a time on its own keep-alive
+// connection and records the latency of each (perf_analyzer's concurrency and -b); in-process,
+// one thread per client, over HTTP, one epoll thread for all.
 #include "load_bench.h"
 
 #include <httplib.h>
@@ -18,6 +19,7 @@
 
 #include "artifact.h"
 #include "cpu_info.h"
+#include "epoll_client.h"
 #include "image.h"
 #include "latency.h"
 #include "model_runner.h"
@@ -166,19 +168,35 @@ Call make_call(const std::string& protocol, const std::string& model, const torc
   throw std::invalid_argument("unknown protocol '" + protocol + "' (json, binary, image)");
 }
 
+// "http://HOST:PORT" (no path): the host and port.
+std::pair<std::string, int> host_and_port(const std::string& url) {
+  const std::string scheme = "http://";
+  if (url.rfind(scheme, 0) != 0)
+    throw std::invalid_argument("--url must be http://HOST:PORT (no TLS), not '" + url + "'");
+  std::string rest = url.substr(scheme.size());
+  while (!rest.empty() && rest.back() == '/') rest.pop_back();
+  const size_t colon = rest.rfind(':');
+  if (colon == std::string::npos || rest.find('/') != std::string::npos) return {rest, 80};
+  const std::string port = rest.substr(colon + 1);
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos)
+    throw std::invalid_argument("bad port in --url '" + url + "'");
+  std::string host = rest.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  return {host, std::stoi(port)};
+}
+
+// Closed-loop clients on one epoll thread (like wrk): the client's CPU, shared with the server on
+// the same machine, stays small next to the server's (16 client threads took a visible share).
 Stats run_case(const LoadBenchOptions& o, const Call& call, int64_t images, int64_t concurrency) {
-  return closed_loop(o.seconds, concurrency, images, [&] {
-    auto client = std::make_shared<httplib::Client>(o.url);
-    client->set_keep_alive(true);
-    client->set_tcp_nodelay(true);
-    client->set_read_timeout(30, 0);
-    return [client, &call]() -> std::string {
-      auto res = client->Post(call.path.c_str(), call.headers, call.body, call.content_type.c_str());
-      if (!res) return "connection: " + httplib::to_string(res.error());
-      if (res->status != 200) return "HTTP " + std::to_string(res->status) + ": " + res->body.substr(0, 200);
-      return "";
-    };
-  });
+  const auto [host, port] = host_and_port(o.url);
+  std::string request = "POST " + call.path + " HTTP/1.1\r\nHost: " + host + ":" + std::to_string(port) +
+                        "\r\nContent-Type: " + call.content_type + "\r\nContent-Length: " +
+                        std::to_string(call.body.size()) + "\r\n";
+  for (const auto& [name, value] : call.headers) request += name + ": " + value + "\r\n";
+  request += "\r\n" + call.body;
+  EpollLoadResult load = run_epoll_load(host, port, request, concurrency, o.seconds);
+  const LatencySummary l = summarize_latencies(std::move(load.latencies_ms), load.seconds);
+  return {l.calls_per_s() * static_cast<double>(images), l.p50, l.p90, l.p99, std::move(load.errors)};
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "config.h"
 #include "http_transport.h"
 #include "image.h"
 #include "protocol.h"
@@ -113,6 +114,9 @@ TransportOptions transport_options(const ServeOptions& o) {
   t.max_header_bytes = o.max_header_bytes;
   t.max_body_bytes = o.max_body_bytes;
   t.max_inflight_body_bytes = o.max_inflight_body_bytes;
+  t.event_loop_threads = o.event_loops ? (o.event_loop_threads > 0 ? o.event_loop_threads : core_count()) : 0;
+  t.idle_spin_us = o.batching.idle_spin_us;
+  t.gather_us = o.batching.max_queue_delay_us;
   return t;
 }
 
@@ -168,11 +172,25 @@ HttpServer::HttpServer(const ServeOptions& options, ModelRepository& repository)
   });
   if (options_.access_log) {
     http_->set_logger([](const httplib::Request& req, const httplib::Response& res) {
+      if (HttpTransport::current_deferred()) return;  // logged when answered (run_inference)
       const double ms = std::chrono::duration<double, std::milli>(Clock::now() - request_started).count();
       std::cerr << printable(req.method) << " " << printable(req.path) << " " << res.status << " " << ms << " ms\n";
     });
   }
   add_routes();
+  // Event loops run what answers at once or defers: every GET, and inference. The rest (model
+  // control, explanations: seconds long) goes to a connection thread. Routed by the raw target:
+  // httplib decodes %XX before matching, so a target with one goes to a thread too.
+  // A prefix and suffix suffice (no regex on every request): no blocking handler's path has them.
+  http_->set_loop_route([](std::string_view method, std::string_view target) {
+    const std::string_view path = target.substr(0, target.find('?'));
+    const auto starts = [&](std::string_view p) { return path.substr(0, p.size()) == p; };
+    if (path.find('%') != std::string_view::npos) return false;
+    if (method == "GET" || method == "HEAD") return true;
+    if (method == "POST" && starts("/v2/models/") && path.size() > 6 && path.substr(path.size() - 6) == "/infer")
+      return true;
+    return (method == "POST" || method == "PUT") && starts("/predictions/");
+  });
 }
 
 HttpServer::~HttpServer() {
@@ -259,8 +277,8 @@ void HttpServer::metrics(Req, Res res) {
         // unloaded since index(): nothing to report
       }
     }
-    for (const auto& [name, images] : queued) metrics_.set_queue_depth(name, images);
-    res.set_content(metrics_.scrape(), "text/plain; version=0.0.4");
+    for (const auto& [name, images] : queued) metrics_->set_queue_depth(name, images);
+    res.set_content(metrics_->scrape(), "text/plain; version=0.0.4");
   });
 }
 
@@ -335,9 +353,9 @@ void HttpServer::model_stats(Req req, Res res) {
 void HttpServer::infer(Req req, Res res) {
   std::string name = "(unknown)";  // unknown names must not create label series
   guarded(res, [&] {
-    const auto runner = runner_for(req);
+    auto runner = runner_for(req);
     name = runner->name();
-    ModelRunner::Arrival arrival(*runner);
+    auto arrival = announce(*runner);
     std::optional<size_t> json_length;
     if (req.has_header("Inference-Header-Content-Length")) {
       const std::string v = req.get_header_value("Inference-Header-Content-Length");
@@ -346,40 +364,99 @@ void HttpServer::infer(Req req, Res res) {
       json_length = std::stoull(v);
     }
     std::string inflated;
-    const InferRequest request = parse_infer_request(http_->request_body(req, inflated), json_length,
-                                                     [&runner](const auto& shape) { runner->check_shape(shape); });
-    InferTiming timing;
-    const auto logits = runner->infer(request.images, &timing, &arrival);
-    metrics_.observe_inference(runner->name(), timing);
-    const InferResponse response =
-        write_infer_response(request, runner->name(), runner->version(), logits, runner->info().classes);
-    if (response.json_length) {
-      res.set_header("Inference-Header-Content-Length", std::to_string(*response.json_length));
-      res.set_content(response.body, "application/octet-stream");
-    } else {
-      res.set_content(response.body, "application/json");
-    }
+    auto request = std::make_shared<InferRequest>(parse_infer_request(
+        http_->request_body(req, inflated), json_length, [&runner](const auto& shape) { runner->check_shape(shape); }));
+    torch::Tensor images = std::move(request->images);
+    const auto respond = [request, name = runner->name(), version = runner->version(),
+                          classes = runner->info().classes](const torch::Tensor& logits, httplib::Response& res) {
+      const InferResponse response = write_infer_response(*request, name, version, logits, classes);
+      if (response.json_length) {
+        res.set_header("Inference-Header-Content-Length", std::to_string(*response.json_length));
+        res.set_content(response.body, "application/octet-stream");
+      } else {
+        res.set_content(response.body, "application/json");
+      }
+    };
+    run_inference(req, res, std::move(runner), std::move(arrival), std::move(images), respond);
   });
-  metrics_.observe_request(name, res.status, std::chrono::duration<double>(Clock::now() - request_started).count());
+  if (HttpTransport::current_deferred()) return;  // observed when answered
+  metrics_->observe_request(name, res.status, std::chrono::duration<double>(Clock::now() - request_started).count());
 }
 
 void HttpServer::predictions(Req req, Res res) {
   std::string name = "(unknown)";
   guarded(res, [&] {
-    const auto runner = runner_for(req);
+    auto runner = runner_for(req);
     name = runner->name();
-    ModelRunner::Arrival arrival(*runner);
+    auto arrival = announce(*runner);
     std::string inflated;
     const std::string& bytes = uploaded_image(req, inflated);
     const int64_t k = req.has_param("topk") ? parse_positive_integer("topk", req.get_param_value("topk"), 1 << 20) : 5;
     const auto& info = runner->info();
-    const auto images = decode_image(bytes, info.channels, info.height, info.width, options_.max_image_pixels);
-    InferTiming timing;
-    const auto logits = runner->infer(images, &timing, &arrival);
-    metrics_.observe_inference(runner->name(), timing);
-    res.set_content(write_topk_json(logits, info.classes, k), "application/json");
+    auto images = decode_image(bytes, info.channels, info.height, info.width, options_.max_image_pixels);
+    const auto respond = [k, classes = info.classes](const torch::Tensor& logits, httplib::Response& res) {
+      res.set_content(write_topk_json(logits, classes, k), "application/json");
+    };
+    run_inference(req, res, std::move(runner), std::move(arrival), std::move(images), respond);
   });
-  metrics_.observe_request(name, res.status, std::chrono::duration<double>(Clock::now() - request_started).count());
+  if (HttpTransport::current_deferred()) return;
+  metrics_->observe_request(name, res.status, std::chrono::duration<double>(Clock::now() - request_started).count());
+}
+
+// On a connection thread the request is announced while it is parsed, so a forming batch waits
+// for it; an event loop submits its round's requests together, and announcing them would only
+// make other loops' batches wait.
+std::shared_ptr<ModelRunner::Arrival> HttpServer::announce(ModelRunner& runner) {
+  if (HttpTransport::can_defer()) return nullptr;
+  return std::make_shared<ModelRunner::Arrival>(runner);
+}
+
+void HttpServer::run_inference(Req req, Res res, std::shared_ptr<ModelRunner> runner,
+                               std::shared_ptr<ModelRunner::Arrival> arrival, torch::Tensor images, Respond respond) {
+  // What the answer needs, captured by value: it may be built after the handler returned.
+  struct Answer {
+    std::shared_ptr<ServeMetrics> metrics;
+    std::string model;
+    Respond respond;
+    Clock::time_point started;
+    std::string log_line;  // "METHOD PATH" when access_log is on
+    void operator()(Reply& reply, const torch::Tensor& logits, const InferTiming* timing, std::exception_ptr error) const {
+      httplib::Response res;
+      guarded(res, [&] {
+        if (error) std::rethrow_exception(error);
+        metrics->observe_inference(model, *timing);
+        respond(logits, res);
+      });
+      if (res.status < 0) res.status = 200;
+      const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+      metrics->observe_request(model, res.status, seconds);
+      if (!log_line.empty()) std::cerr << log_line << " " << res.status << " " << seconds * 1000 << " ms\n";
+      reply.send(std::move(res));
+    }
+  };
+  Answer answer{metrics_, runner->name(), std::move(respond), request_started,
+                options_.access_log ? printable(req.method) + " " + printable(req.path) : ""};
+  // Deferred: the loop's requests of one round are all queued, then the loop's thread runs their
+  // batch itself (no hand-off to a worker and back).
+  const bool deferred = HttpTransport::defer([runner, arrival, images, answer](Reply reply) -> HttpTransport::AfterRound {
+    try {
+      runner->submit(
+          images,
+          [reply, answer](torch::Tensor logits, const InferTiming& timing, std::exception_ptr error) mutable {
+            answer(reply, logits, &timing, error);
+          },
+          arrival.get(), ModelRunner::RunOn::kCaller);
+    } catch (...) {
+      answer(reply, {}, nullptr, std::current_exception());  // refused before queueing (queue full, stopping)
+      return nullptr;
+    }
+    return [runner] { runner->run_queued(); };
+  });
+  if (deferred) return;
+  InferTiming timing;
+  const auto logits = runner->infer(images, &timing, arrival.get());
+  metrics_->observe_inference(runner->name(), timing);
+  answer.respond(logits, res);
 }
 
 // Explanations run on the model's workers like inference but announce no Arrival: they are never
@@ -399,7 +476,7 @@ void HttpServer::explanations(Req req, Res res) {
     else res.set_content(write_explanation_json(runner->name(), runner->version(), query.request, explanation),
                          "application/json");
   });
-  metrics_.observe_explanation(name, res.status,
+  metrics_->observe_explanation(name, res.status,
                                std::chrono::duration<double>(Clock::now() - request_started).count());
 }
 
@@ -470,7 +547,7 @@ int HttpServer::bind() {
 void HttpServer::listen() {
   listened_ = true;  // from here on httplib owns (and closes) the socket
   listening_ = true;
-  const bool ok = stopping_ || http_->listen_after_bind();
+  const bool ok = stopping_ || http_->serve();
   listening_ = false;
   if (!ok && !stopping_)
     throw std::runtime_error(std::string("accepting connections failed: ") + std::strerror(errno));

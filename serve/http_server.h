@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -77,12 +78,22 @@ class HttpServer {
   // The image bytes of a TorchServe-style upload: the raw body (decompressed into `inflated` if
   // needed) or the multipart field `data` or `file`. Throws std::invalid_argument when empty or missing.
   const std::string& uploaded_image(Req req, std::string& inflated) const;
+  // The request's ModelRunner::Arrival, or nullptr when it will not be announced (see the .cpp).
+  static std::shared_ptr<ModelRunner::Arrival> announce(ModelRunner& runner);
+  // Builds the answer of an inference request from its logits (runs on a model's worker when deferred).
+  using Respond = std::function<void(const torch::Tensor& logits, httplib::Response& res)>;
+  // Runs `images` and answers with `respond`. On an event loop's thread the answer is deferred
+  // (HttpTransport::defer: the loop goes on, the batch's worker answers and observes the
+  // request's metrics); elsewhere it blocks. Requires: the last thing the handler does.
+  void run_inference(Req req, Res res, std::shared_ptr<ModelRunner> runner,
+                     std::shared_ptr<ModelRunner::Arrival> arrival, torch::Tensor images, Respond respond);
   // Refuses model control without the admin token (403 when disabled, 401 when wrong).
   void require_admin(Req req, Res res) const;
 
   const ServeOptions options_;
   ModelRepository& repository_;
-  ServeMetrics metrics_;
+  // Shared with inference completions, which may run on a model's worker after a client left.
+  std::shared_ptr<ServeMetrics> metrics_ = std::make_shared<ServeMetrics>();
   std::unique_ptr<HttpTransport> http_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> stopping_{false};

@@ -1,6 +1,9 @@
-// The per-connection loop, the deadline-aware socket stream, the elastic connection threads and
-// bounded inflation of compressed bodies.
+// Connections on threads (one each, elastic), handing connections to the event loops, refusals,
+// and bounded inflation of compressed bodies.
 #include "http_transport.h"
+
+#include "http_connection.h"
+#include "http_event_loop.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -23,17 +26,6 @@
 
 namespace maas {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-Clock::duration seconds(double s) {
-  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
-}
-
-int millis_until(Clock::time_point deadline) {
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-  return static_cast<int>(std::clamp<int64_t>(ms + 1, 0, 60'000));  // +1: never wake just before it
-}
 
 // Connection threads: one per open connection, made when no idle one is left, up to `max_threads`
 // (beyond, connections wait for a thread). httplib's fixed pool let slow clients hold every thread.
@@ -101,252 +93,7 @@ void discard_input(int sock, std::chrono::milliseconds wait, size_t limit) {
   }
 }
 
-bool is_digits(const std::string& s) {
-  return !s.empty() && s.size() <= 18 && s.find_first_not_of("0123456789") == std::string::npos;
-}
-
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 }  // namespace
-
-// One connection: its socket stream and what the transport knows about the current request.
-class HttpTransport::Connection final : public httplib::Stream {
- public:
-  Connection(HttpTransport& transport, int sock) : transport_(transport), options_(transport.options_), sock_(sock) {}
-  ~Connection() override { release_inflight(); }
-
-  // Waits for the next request's first byte. False on close, idle timeout or shutdown.
-  bool wait_for_request() {
-    if (buffered() > 0) return true;
-    // Readable also means closed by the client: the request line's read then sees the end.
-    return poll_socket(POLLIN, Clock::now() + seconds(options_.idle_timeout_s), /*wake_on_shutdown=*/true) > 0;
-  }
-
-  // A new request starts: its deadline runs from now; reads count as header bytes.
-  void begin_request() {
-    release_inflight();
-    deadline_ = Clock::now() + seconds(options_.request_timeout_s);
-    in_headers_ = true;
-    header_bytes_ = buffered();
-    body_bytes_ = 0;
-    refusal_ = Refusal::kNone;
-    charge_as_received_ = false;
-    content_encoding_.clear();
-    written_ = false;
-  }
-
-  // Called by httplib once the request line and headers are parsed (before routing): checks the
-  // framing, takes the body encoding away from httplib, and reserves the declared body.
-  void on_headers(httplib::Request& req) {
-    in_headers_ = false;
-    body_bytes_ = buffered();  // read ahead with the headers
-    const bool chunked = req.has_header("Transfer-Encoding");
-    const size_t lengths = req.get_header_value_count("Content-Length");
-    // httplib reads bodies only for these methods; another method's body would be read as the
-    // next request.
-    const bool takes_body = req.method == "POST" || req.method == "PUT" || req.method == "PATCH" ||
-                            req.method == "DELETE" || req.method == "PRI";
-    if (!takes_body && (chunked || (lengths > 0 && req.get_header_value("Content-Length") != "0"))) {
-      refuse(Refusal::kBadFraming);
-      return;
-    }
-    if (chunked && (lengths > 0 || lower(req.get_header_value("Transfer-Encoding")) != "chunked")) {
-      refuse(Refusal::kBadFraming);  // request smuggling, or a coding httplib would misread
-      return;
-    }
-    if (lengths > 1) {
-      refuse(Refusal::kBadFraming);
-      return;
-    }
-    if (lengths == 1) {
-      const std::string v = req.get_header_value("Content-Length");
-      if (!is_digits(v)) return refuse(Refusal::kBadFraming);
-      const int64_t length = std::stoll(v);
-      if (length > options_.max_body_bytes) return refuse(Refusal::kBodyTooLarge);
-      if (!charge_inflight(length)) return;
-      // Room for the declared body at once (already charged to the budget): grown by doubling,
-      // the string would peak at up to three times the body while it arrives.
-      req.body.reserve(static_cast<size_t>(length));
-    } else if (chunked) {
-      charge_as_received_ = true;  // no declared length: the budget is charged as bytes arrive
-    } else {
-      // RFC 9112 6.3: a request with neither header has no body. httplib would read until the
-      // client closes (tritonclient's empty POSTs waited for its 5-s timeout, then got 400).
-      req.set_header("Content-Length", "0");
-    }
-    if (req.has_header("Content-Encoding")) {
-      const std::string encoding = lower(req.get_header_value("Content-Encoding"));
-      req.headers.erase("Content-Encoding");
-      if (encoding == "gzip" || encoding == "x-gzip" || encoding == "deflate") content_encoding_ = encoding;
-      else if (encoding != "identity") return refuse(Refusal::kEncoding);
-      if (!content_encoding_.empty() && req.is_multipart_form_data()) return refuse(Refusal::kEncoding);
-    }
-  }
-
-  void refuse(Refusal refusal) {
-    if (refusal_ == Refusal::kNone) refusal_ = refusal;
-  }
-  Refusal refusal() const { return refusal_; }
-  // Whether httplib has parsed the current request's line and headers (on_headers ran).
-  bool headers_parsed() const { return !in_headers_; }
-  bool written() const { return written_; }
-  const std::string& content_encoding() const { return content_encoding_; }
-
-  // Counts `bytes` against max_inflight_body_bytes until the request ends. False (and refused
-  // with kBusy) when over the budget.
-  bool charge_inflight(int64_t bytes) {
-    const int64_t total = transport_.inflight_body_bytes_ += bytes;
-    inflight_ += bytes;
-    if (total > options_.max_inflight_body_bytes) {
-      refuse(Refusal::kBusy);
-      return false;
-    }
-    return true;
-  }
-
-  // httplib::Stream
-  bool is_readable() const override { return buffered() > 0 || poll_socket(POLLIN, deadline_, false) > 0; }
-  bool is_writable() const override {
-    return poll_socket(POLLOUT, Clock::now() + seconds(options_.write_timeout_s), false) > 0;
-  }
-
-  ssize_t read(char* ptr, size_t size) override {
-    if (buffered() == 0) {
-      if (!pending_.empty() && !flush()) return -1;  // e.g. a 100 Continue the client waits for
-      if (refusal_ != Refusal::kNone) return -1;
-      const int ready = poll_socket(POLLIN, deadline_, in_headers_);
-      if (ready < 0) return -1;
-      if (ready == 0) {
-        refuse(transport_.shutting_down_ && in_headers_ ? Refusal::kShuttingDown : Refusal::kTimeout);
-        return -1;
-      }
-      const ssize_t n = ::recv(sock_, buffer_, sizeof buffer_, 0);
-      if (n <= 0) return n;
-      begin_ = 0;
-      end_ = static_cast<size_t>(n);
-      if (in_headers_) {
-        header_bytes_ += n;
-        // One buffer of slack: the body's first bytes may arrive with the headers.
-        if (header_bytes_ > options_.max_header_bytes + static_cast<int64_t>(sizeof buffer_)) {
-          refuse(Refusal::kHeadersTooLarge);
-          return -1;
-        }
-      } else {
-        body_bytes_ += n;
-        // Chunked framing costs a few bytes per chunk: allow an eighth more on the wire.
-        if (body_bytes_ > options_.max_body_bytes + options_.max_body_bytes / 8 + 4096) {
-          refuse(Refusal::kBodyTooLarge);
-          return -1;
-        }
-        if (charge_as_received_ && !charge_inflight(n)) return -1;
-      }
-    }
-    const size_t n = std::min(size, buffered());
-    std::memcpy(ptr, buffer_ + begin_, n);
-    begin_ += n;
-    return static_cast<ssize_t>(n);
-  }
-
-  // httplib writes a response's headers and body separately: small writes are held and sent
-  // together (flush() after each request, and before any read), so a small response leaves in one
-  // segment and wakes the client once. A held write reports success before it is sent; a failed
-  // flush closes the connection. (maas-serve streams no response; a streamed one would be held
-  // until 16 KiB or the request's end.)
-  ssize_t write(const char* ptr, size_t size) override {
-    written_ = true;
-    if (pending_.size() + size <= kCoalesceBytes) {
-      pending_.append(ptr, size);
-      return static_cast<ssize_t>(size);
-    }
-    if (!flush()) return -1;
-    return send_some(ptr, size);
-  }
-
-  // Sends what write() held. False when the socket failed or timed out (the bytes are dropped).
-  bool flush() {
-    for (size_t sent = 0; sent < pending_.size();) {
-      const ssize_t n = send_some(pending_.data() + sent, pending_.size() - sent);
-      if (n <= 0) {
-        pending_.clear();
-        return false;
-      }
-      sent += static_cast<size_t>(n);
-    }
-    pending_.clear();
-    return true;
-  }
-
-  void get_remote_ip_and_port(std::string& ip, int& port) const override { address(true, ip, port); }
-  void get_local_ip_and_port(std::string& ip, int& port) const override { address(false, ip, port); }
-  socket_t socket() const override { return sock_; }
-
- private:
-  static constexpr size_t kCoalesceBytes = 16 * 1024;
-
-  ssize_t send_some(const char* ptr, size_t size) {
-    if (poll_socket(POLLOUT, Clock::now() + seconds(options_.write_timeout_s), false) <= 0) return -1;
-    return ::send(sock_, ptr, size, MSG_NOSIGNAL);
-  }
-  size_t buffered() const { return end_ - begin_; }
-
-  // poll() on the socket until `deadline`; with `wake_on_shutdown`, also returns 0 once shutdown
-  // begins. Returns > 0 ready, 0 timeout (or shutdown), < 0 error.
-  int poll_socket(short events, Clock::time_point deadline, bool wake_on_shutdown) const {
-    pollfd fds[2] = {{sock_, events, 0}, {transport_.wake_fd_, POLLIN, 0}};
-    while (true) {
-      if (wake_on_shutdown && transport_.shutting_down_) return 0;
-      const int timeout = millis_until(deadline);
-      if (timeout == 0) return 0;
-      const int ready = ::poll(fds, wake_on_shutdown ? 2 : 1, timeout);
-      if (ready < 0 && errno == EINTR) continue;
-      if (ready < 0) return -1;
-      if (ready == 0) continue;  // re-check the deadline
-      if (fds[0].revents != 0) return 1;
-      if (wake_on_shutdown && fds[1].revents != 0) return 0;
-    }
-  }
-
-  void address(bool remote, std::string& ip, int& port) const {
-    sockaddr_storage addr{};
-    socklen_t len = sizeof addr;
-    const int rc = remote ? ::getpeername(sock_, reinterpret_cast<sockaddr*>(&addr), &len)
-                          : ::getsockname(sock_, reinterpret_cast<sockaddr*>(&addr), &len);
-    if (rc != 0) return;
-    char text[INET6_ADDRSTRLEN] = {};
-    if (addr.ss_family == AF_INET) {
-      const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
-      ::inet_ntop(AF_INET, &a->sin_addr, text, sizeof text);
-      port = ntohs(a->sin_port);
-    } else if (addr.ss_family == AF_INET6) {
-      const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
-      ::inet_ntop(AF_INET6, &a->sin6_addr, text, sizeof text);
-      port = ntohs(a->sin6_port);
-    }
-    ip = text;
-  }
-
-  void release_inflight() {
-    transport_.inflight_body_bytes_ -= inflight_;
-    inflight_ = 0;
-  }
-
-  HttpTransport& transport_;
-  const TransportOptions& options_;
-  const int sock_;
-  char buffer_[16 * 1024];
-  size_t begin_ = 0, end_ = 0;
-  Clock::time_point deadline_ = Clock::now();
-  bool in_headers_ = true;
-  int64_t header_bytes_ = 0, body_bytes_ = 0, inflight_ = 0;
-  Refusal refusal_ = Refusal::kNone;
-  bool charge_as_received_ = false;  // a chunked body: counted against the in-flight budget as read
-  std::string content_encoding_;
-  bool written_ = false;
-  std::string pending_;  // written, not yet sent (see write())
-};
 
 thread_local HttpTransport::Connection* HttpTransport::current_ = nullptr;
 
@@ -405,6 +152,7 @@ HttpTransport::HttpTransport(const TransportOptions& options) : options_(options
 }
 
 HttpTransport::~HttpTransport() {
+  loops_.clear();  // serve() ended them unless it threw
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
@@ -445,31 +193,52 @@ void HttpTransport::refuse_connection(socket_t sock) const {
 }
 
 bool HttpTransport::process_and_close_socket(socket_t sock) {
+  if (++open_connections_ > options_.max_connections) {
+    refuse_connection(sock);
+    --open_connections_;
+    return false;
+  }
+  if (!loops_.empty()) {
+    loops_[next_loop_++ % loops_.size()]->add(sock);
+    return true;
+  }
+  return serve_on_thread(sock);
+}
+
+void HttpTransport::hand_to_thread(socket_t sock, std::string carried, std::optional<Clock::time_point> deadline) {
+  handed_over_->enqueue([this, sock, carried = std::move(carried), deadline]() mutable {
+    serve_on_thread(sock, std::move(carried), deadline);
+  });
+}
+
+std::string HttpTransport::refusal_response(Refusal refusal) const {
+  const std::string body = "{\"error\":\"" + refusal_message(refusal, options_) + "\"}";
+  return "HTTP/1.1 " + std::to_string(refusal_status(refusal)) +
+         " \r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+         std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+bool HttpTransport::serve_on_thread(socket_t sock, std::string carried, std::optional<Clock::time_point> deadline) {
   struct Counted {
     std::atomic<int64_t>& count;
     ~Counted() { --count; }
   } counted{open_connections_};
-  if (++open_connections_ > options_.max_connections) {
-    refuse_connection(sock);
-    return false;
-  }
   bool ok = true;
   {
     Connection connection(*this, sock);
+    connection.append_input(carried.data(), carried.size());
     current_ = &connection;
-    while (!shutting_down_ && connection.wait_for_request()) {
-      connection.begin_request();
+    bool carried_request = deadline.has_value();  // served even while shutting down
+    while ((carried_request || !shutting_down_) && connection.wait_for_request()) {
+      connection.begin_request(carried_request ? deadline : std::nullopt);
+      carried_request = false;
       bool closed = false;
       ok = process_request(connection, /*close_connection=*/shutting_down_.load(), closed,
                            [&connection](httplib::Request& req) { connection.on_headers(req); });
       if (!connection.flush()) ok = false;
       if (!ok && connection.refusal() != Refusal::kNone && !connection.written()) {
         // Cut before httplib could answer (request line too long, too slow, shutting down).
-        const Refusal refusal = connection.refusal();
-        const std::string body = "{\"error\":\"" + refusal_message(refusal, options_) + "\"}";
-        const std::string response = "HTTP/1.1 " + std::to_string(refusal_status(refusal)) +
-                                     " \r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
-                                     std::to_string(body.size()) + "\r\n\r\n" + body;
+        const std::string response = refusal_response(connection.refusal());
         for (size_t sent = 0; sent < response.size();) {
           const ssize_t n = connection.write(response.data() + sent, response.size() - sent);
           if (n <= 0) break;
@@ -492,6 +261,29 @@ bool HttpTransport::process_and_close_socket(socket_t sock) {
   ::close(sock);
   return ok;
 }
+
+bool HttpTransport::serve() {
+  handed_over_ = std::make_unique<ElasticThreads>(static_cast<size_t>(options_.max_connections) + 64);
+  for (int64_t i = 0; i < options_.event_loop_threads; ++i) loops_.push_back(std::make_unique<EventLoop>(*this));
+  const bool ok = listen_after_bind();
+  // httplib has stopped accepting and joined its connection jobs; the loops serve their
+  // connections to the end (shutdown closes idle ones), then the handed-over ones finish.
+  for (auto& loop : loops_) loop->finish();
+  loops_.clear();
+  handed_over_->shutdown();
+  handed_over_.reset();
+  return ok;
+}
+
+bool HttpTransport::defer(std::function<AfterRound(Reply)> start) {
+  if (!can_defer()) return false;
+  current_->loop->defer(*current_, std::move(start));
+  return true;
+}
+
+bool HttpTransport::can_defer() { return current_ && current_->loop; }
+
+bool HttpTransport::current_deferred() { return current_ && current_->deferred(); }
 
 const std::string& HttpTransport::request_body(const httplib::Request& req, std::string& inflated) const {
   Connection* connection = current_;

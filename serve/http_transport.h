@@ -12,8 +12,14 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace maas {
 
@@ -34,6 +40,22 @@ struct TransportOptions {
   // All request bodies being received or held at once, in bytes (decompressed ones included);
   // beyond: 503 + Retry-After, so many large uploads at once cannot exhaust memory.
   int64_t max_inflight_body_bytes = int64_t{1} << 30;
+  // Threads that serve connections from epoll event loops; 0 = a thread per connection for all.
+  // A loop reads each request whole (at most loop_request_bytes, no chunked or compressed body, no
+  // Expect) for the routes set_loop_route() names, runs it, and answers deferred responses when
+  // they are ready, without a thread per request. A connection that sends anything else is handed
+  // to a thread of its own for the rest of its life, with its deadline.
+  int64_t event_loop_threads = 1;
+  // After a round that served requests, a loop polls its sockets this long before it sleeps: on a
+  // VM whose idle vCPUs halt, the next request then finds a warm core (see
+  // BatchingOptions::idle_spin_us). 0 = sleep at once; off on one core.
+  int64_t idle_spin_us = 1000;
+  // After reading requests it defers, a loop reads on for up to this long while clients it answered
+  // within this long are silent, so that their next requests join the same batch (clients of a
+  // busy server answer and send again within microseconds). 0 = run what was read at once.
+  int64_t gather_us = 500;
+  // Request line, headers and body of a request an event loop serves, in bytes at most.
+  int64_t loop_request_bytes = 64 << 10;
 };
 
 // Why the connection layer refused or cut the request being handled (see current_refusal()).
@@ -60,6 +82,19 @@ struct RequestRefused : std::runtime_error {
   int status;
 };
 
+// The answer to a deferred request (HttpTransport::defer). Copies share one answer: send() it
+// once, from any thread. If the last copy is destroyed unsent, the client gets a 500.
+class Reply {
+ public:
+  void send(httplib::Response response) const;
+
+  struct State;  // the connection it answers (internal)
+  explicit Reply(std::shared_ptr<State> state) : state_(std::move(state)) {}
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
 // An httplib::Server whose connections run through maas's loop. Configure routes and handlers on
 // it as on httplib::Server; bind and listen with httplib's calls.
 // Thread-safety: begin_shutdown() and open_connections() may be called from any thread.
@@ -69,6 +104,30 @@ class HttpTransport : public httplib::Server {
   ~HttpTransport() override;
   HttpTransport(const HttpTransport&) = delete;
   HttpTransport& operator=(const HttpTransport&) = delete;
+
+  // Serves until httplib's stop(), then until every connection has closed; blocks. Use instead of
+  // listen_after_bind() (which would serve without the event loops).
+  bool serve();
+
+  // The routes event loops may run (by method and request target, before any decoding); their
+  // handlers must not block: they answer at once or defer(). Others go to connection threads.
+  // Unset: every request goes to a connection thread.
+  void set_loop_route(std::function<bool(std::string_view method, std::string_view target)> route) {
+    loop_route_ = std::move(route);
+  }
+
+  // What a deferred request's start returns: work for the loop's thread once every start of the
+  // round has run (e.g. running the batch their submissions formed), or nullptr.
+  using AfterRound = std::function<void()>;
+  // For a handler: defers the response of the request it handles. `start` runs on this thread
+  // once the requests read together with this one were all handled (so their inference can be
+  // batched) and must lead to one Reply::send. What the handler writes to its Response is
+  // discarded. Returns false and does nothing on a connection thread: answer in the handler.
+  static bool defer(std::function<AfterRound(Reply)> start);
+  // Whether defer() would defer the request this thread handles (it runs on an event loop).
+  static bool can_defer();
+  // Whether the request this thread handles was deferred (its httplib response is discarded).
+  static bool current_deferred();
 
   // From now on idle connections close, requests still arriving are cut, and requests being
   // handled finish with Connection: close. Call before httplib's stop().
@@ -95,17 +154,31 @@ class HttpTransport : public httplib::Server {
 
  private:
   class Connection;
+  class EventLoop;
   // The connection whose request this thread is handling: handlers get only the
   // httplib::Request, and each connection's requests run on its own thread, start to finish.
   static thread_local Connection* current_;
   bool process_and_close_socket(socket_t sock) override;
+  // The thread-per-connection loop. `carried`: bytes an event loop received (a request's start),
+  // whose deadline is `deadline`; that first request is served even while shutting down.
+  // Closes the socket and counts the connection closed.
+  bool serve_on_thread(socket_t sock, std::string carried = {},
+                       std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt);
+  // From an event loop: serve_on_thread() on a thread of its own.
+  void hand_to_thread(socket_t sock, std::string carried, std::optional<std::chrono::steady_clock::time_point> deadline);
   void refuse_connection(socket_t sock) const;
+  // The whole response (Connection: close) for a request cut before httplib could answer it.
+  std::string refusal_response(Refusal refusal) const;
 
   const TransportOptions options_;
   std::atomic<int64_t> open_connections_{0};
   std::atomic<int64_t> inflight_body_bytes_{0};
   std::atomic<bool> shutting_down_{false};
   int wake_fd_ = -1;  // eventfd, readable once shutdown begins: wakes every waiting connection
+  std::function<bool(std::string_view, std::string_view)> loop_route_;
+  std::vector<std::unique_ptr<EventLoop>> loops_;  // while serve() runs
+  std::atomic<uint64_t> next_loop_{0};
+  std::unique_ptr<httplib::TaskQueue> handed_over_;  // threads of connections loops handed over
 };
 
 }  // namespace maas

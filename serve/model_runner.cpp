@@ -68,6 +68,10 @@ ModelRunner::ModelRunner(std::string name, int64_t version, Artifact artifact, B
   poll_for_work_ = options_.idle_spin_us > 0 && cores >= 2;
   poll_for_results_ = poll_for_work_ && threads_per_instance_ < cores;
   for (int64_t i = 0; i < instances; ++i) workers_.emplace_back([this] { worker_loop(); });
+  // Workers are waiting for work when the constructor returns: a request submitted to run on the
+  // caller (RunOn::kCaller) is then not taken by a worker that was still starting.
+  std::unique_lock<std::mutex> lock(mutex_);
+  workers_started_.wait(lock, [&] { return waiting_workers_ == instances; });
 }
 
 ModelRunner::~ModelRunner() {
@@ -128,11 +132,68 @@ void ModelRunner::check_shape(const std::vector<int64_t>& shape) const {
                                 "): send at most that many per request");
 }
 
-torch::Tensor ModelRunner::infer(const torch::Tensor& images, InferTiming* timing, Arrival* arrival) {
-  if (arrival && &arrival->runner_ != this) throw std::logic_error("Arrival belongs to another ModelRunner");
+void ModelRunner::check_images(const torch::Tensor& images) const {
   check_shape(images.sizes().vec());
   if (images.scalar_type() != torch::kUInt8 && images.scalar_type() != torch::kFloat32)
     throw std::invalid_argument("images must be uint8 or float32");
+}
+
+void ModelRunner::submit(const torch::Tensor& images, Completion done, Arrival* arrival, RunOn run_on) {
+  if (arrival && &arrival->runner_ != this) throw std::logic_error("Arrival belongs to another ModelRunner");
+  if (!done) throw std::logic_error("submit() needs a completion");
+  check_images(images);
+  Request request;
+  request.images = images;
+  request.queued_images = images.size(0);
+  request.done = std::move(done);
+  enqueue(std::move(request), arrival, run_on == RunOn::kWorker);
+}
+
+void ModelRunner::run_queued() {
+  torch::NoGradGuard no_grad;
+  // OpenMP's thread count is per thread: a caller's forward must use a worker's count (2 OpenMP
+  // threads at batch 1 run far slower than 1 while the other core is busy).
+  thread_local int64_t threads_set = 0;
+  if (threads_set != threads_per_instance_) {
+    at::set_num_threads(static_cast<int>(threads_per_instance_));
+    threads_set = threads_per_instance_;
+  }
+  std::unique_lock<std::mutex> lock(mutex_);
+  // A lone request in an idle runner goes to a worker, as infer()'s would: measured at one
+  // client, its forward ran ~1.3x slower on the caller's thread (a VM's halting vCPUs; the worker
+  // polls after a batch and stays warm), and the caller goes on serving meanwhile.
+  // Announced requests (being parsed on connection threads) are waited for, as ever: a worker
+  // forms that batch (up to max_queue_delay_us).
+  const bool announced = arriving_ > 0;
+  if (!gathering_ && !queue_.empty() && !queue_.front().explanation &&
+      (announced || (poll_for_work_ && queue_.size() == 1 && (spinning_ || running_batches_ == 0)))) {
+    const bool wake = !spinning_;  // a polling worker sees the queue itself
+    lock.unlock();
+    if (wake) idle_.notify_one();
+    return;
+  }
+  while (!queue_.empty() && !gathering_ && !queue_.front().explanation) {
+    gathering_ = true;
+    std::vector<Request> batch = take_batch();
+    gathering_ = false;
+    ++running_batches_;
+    lock.unlock();
+    run_batch(batch);
+    lock.lock();
+    --running_batches_;
+  }
+  if (!queue_.empty() && !gathering_) {
+    lock.unlock();
+    idle_.notify_one();  // an explanation (workers run those), or a request queued meanwhile
+  } else if (gathering_) {
+    lock.unlock();
+    batch_ready_.notify_one();  // the worker forming a batch takes ours too, at once
+  }
+}
+
+torch::Tensor ModelRunner::infer(const torch::Tensor& images, InferTiming* timing, Arrival* arrival) {
+  if (arrival && &arrival->runner_ != this) throw std::logic_error("Arrival belongs to another ModelRunner");
+  check_images(images);
   Request request;
   request.images = images;
   request.timing = timing;
@@ -166,7 +227,7 @@ Explanation ModelRunner::explain(const ExplainRequest& explanation, InferTiming*
   return result.get();
 }
 
-void ModelRunner::enqueue(Request request, Arrival* arrival) {
+void ModelRunner::enqueue(Request request, Arrival* arrival, bool wake_workers) {
   bool wake_idle = false, batch_ready = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -183,8 +244,8 @@ void ModelRunner::enqueue(Request request, Arrival* arrival) {
     }
     // Wake only whom this request concerns: an idle worker, or the one forming a batch once it is
     // full or nobody else is on the way (waking every worker per request costs context switches).
-    wake_idle = !gathering_ && !spinning_;  // a polling worker sees the queue itself
-    batch_ready = gathering_ && (queued_images_ >= options_.max_batch_size || arriving_ == 0);
+    wake_idle = wake_workers && !gathering_ && !spinning_;  // a polling worker sees the queue itself
+    batch_ready = wake_workers && gathering_ && (queued_images_ >= options_.max_batch_size || arriving_ == 0);
   }
   if (wake_idle) idle_.notify_one();
   if (batch_ready) batch_ready_.notify_one();
@@ -196,6 +257,7 @@ void ModelRunner::worker_loop() {
   torch::NoGradGuard no_grad;
   const auto max_delay = std::chrono::microseconds(options_.max_queue_delay_us);
   std::unique_lock<std::mutex> lock(mutex_);
+  bool started = false;
   while (true) {
     // Only when the runner is otherwise idle: with another batch running, requests keep coming and
     // a polling worker would take a core from it and from the connections.
@@ -210,6 +272,11 @@ void ModelRunner::worker_loop() {
       spinning_ = false;
     }
     // One worker at a time forms a batch from the front of the queue; the others wait their turn.
+    if (!started) {
+      started = true;
+      ++waiting_workers_;
+      workers_started_.notify_all();
+    }
     idle_.wait(lock, [&] { return !gathering_ && (stopping_ || !queue_.empty()); });
     if (queue_.empty()) return;  // stopping and drained
     gathering_ = true;
@@ -222,17 +289,7 @@ void ModelRunner::worker_loop() {
         return stopping_ || queued_images_ >= options_.max_batch_size || arriving_ == 0;
       });
     }
-    std::vector<Request> batch;
-    int64_t images = 0;
-    while (!queue_.empty() &&
-           (batch.empty() || (!explanation && !queue_.front().explanation &&
-                              images + queue_.front().queued_images <= options_.max_batch_size))) {
-      images += queue_.front().queued_images;
-      batch.push_back(std::move(queue_.front()));
-      queue_.pop_front();
-    }
-    queued_images_ -= images;
-    queued_requests_.store(static_cast<int64_t>(queue_.size()), std::memory_order_relaxed);
+    std::vector<Request> batch = take_batch();
     gathering_ = false;
     if (stopping_) idle_.notify_all();             // let the others drain and exit
     else if (!queue_.empty()) idle_.notify_one();  // the rest is the next batch
@@ -243,6 +300,22 @@ void ModelRunner::worker_loop() {
     lock.lock();
     --running_batches_;
   }
+}
+
+std::vector<ModelRunner::Request> ModelRunner::take_batch() {
+  const bool explanation = queue_.front().explanation.has_value();
+  std::vector<Request> batch;
+  int64_t images = 0;
+  while (!queue_.empty() &&
+         (batch.empty() || (!explanation && !queue_.front().explanation &&
+                            images + queue_.front().queued_images <= options_.max_batch_size))) {
+    images += queue_.front().queued_images;
+    batch.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+  }
+  queued_images_ -= images;
+  queued_requests_.store(static_cast<int64_t>(queue_.size()), std::memory_order_relaxed);
+  return batch;
 }
 
 void ModelRunner::run_batch(std::vector<Request>& batch) {
@@ -293,14 +366,22 @@ void ModelRunner::run_batch(std::vector<Request>& batch) {
     }
     for (size_t i = 0; i < batch.size(); ++i) {
       auto& r = batch[i];
-      if (r.timing)
-        *r.timing = {std::chrono::duration<double, std::micro>(start - r.enqueued).count(), compute_us,
-                     logits.size(0)};
-      r.result.set_value(std::move(rows[i]));
+      const InferTiming timing{std::chrono::duration<double, std::micro>(start - r.enqueued).count(), compute_us,
+                               logits.size(0)};
+      if (r.timing) *r.timing = timing;
+      if (r.done) {
+        complete(r, std::move(rows[i]), timing, nullptr);
+      } else {
+        r.result.set_value(std::move(rows[i]));
+      }
     }
     ok = true;
   } catch (...) {
     for (auto& r : batch) {
+      if (r.done) {
+        complete(r, {}, {}, std::current_exception());
+        continue;
+      }
       try {
         r.result.set_exception(std::current_exception());
       } catch (const std::future_error&) {
@@ -312,6 +393,17 @@ void ModelRunner::run_batch(std::vector<Request>& batch) {
     const auto failed = Clock::now();
     std::lock_guard<std::mutex> lock(mutex_);
     for (const auto& r : batch) stats_.fail.count++, stats_.fail.ns += ns(failed - r.enqueued);
+  }
+}
+
+void ModelRunner::complete(Request& request, torch::Tensor logits, const InferTiming& timing,
+                           std::exception_ptr error) {
+  Completion done = std::move(request.done);  // called once: a later failure of the batch skips it
+  if (!done) return;
+  try {
+    done(std::move(logits), timing, error);
+  } catch (...) {
+    // Completions must not throw (see submit()); one that does must not fail the other requests.
   }
 }
 

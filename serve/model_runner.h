@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <future>
 #include <map>
 #include <mutex>
@@ -113,6 +114,28 @@ class ModelRunner {
   // N > max_batch_size (a request never fits: like Triton, refused rather than retried),
   // Unavailable when the queue is full or the runner stops (retry later).
   torch::Tensor infer(const torch::Tensor& images, InferTiming* timing = nullptr, Arrival* arrival = nullptr);
+
+  // What submit() calls once: the logits [N, classes] and the timing, or `error` (then logits is
+  // undefined). It runs on a worker thread: it must be quick, must not throw, and must not own
+  // this runner (a worker cannot destroy the runner it belongs to).
+  using Completion = std::function<void(torch::Tensor logits, const InferTiming& timing, std::exception_ptr error)>;
+  // Who runs a submitted request's batch.
+  enum class RunOn {
+    kWorker,  // a worker thread, woken as by infer()
+    kCaller,  // the caller, by run_queued() after its submissions (no worker is woken for it;
+              // one polling the queue may still take it)
+  };
+  // infer() without waiting: queues the images and returns; `done` is called when their batch has
+  // run (also while the runner stops: queued requests finish). Throws what infer() throws before
+  // queueing (then `done` is never called).
+  void submit(const torch::Tensor& images, Completion done, Arrival* arrival = nullptr, RunOn run_on = RunOn::kWorker);
+  // Runs the queued requests in batches on the calling thread, at once (no queue delay: the caller
+  // submitted what it had), until the queue is empty or a worker is forming a batch (which then
+  // takes the rest). For event loops: their requests run without a hand-off to a worker and back.
+  // A worker runs them instead while other requests are announced (it waits for them, as for
+  // infer()), and when the runner is idle and holds one request, if workers poll (idle_spin_us):
+  // a polling worker's core is warm, and the caller goes on meanwhile.
+  void run_queued();
   // Throws std::invalid_argument (naming the expected shape or batching.max_batch_size) unless
   // `shape` is [N, C, H, W] of this model's image size with 1 <= N <= max_batch_size. For
   // request parsers, before they build the tensor; infer() checks the same.
@@ -141,10 +164,13 @@ class ModelRunner {
 
  private:
   void withdraw(Arrival& arrival);
+  // Checks the images as infer() does; throws std::invalid_argument.
+  void check_images(const torch::Tensor& images) const;
   // An inference request (images, result) or an explanation job (explanation, explained).
   struct Request {
     torch::Tensor images;
     std::promise<torch::Tensor> result;
+    Completion done;  // set by submit(): called instead of fulfilling `result`
     std::chrono::steady_clock::time_point enqueued;
     InferTiming* timing = nullptr;
     int64_t queued_images = 0;  // what it counts against max_queue_images
@@ -152,9 +178,14 @@ class ModelRunner {
     std::promise<Explanation> explained;
   };
   // Queues `request` and wakes whom it concerns; consumes `arrival`. Throws Unavailable.
-  void enqueue(Request request, Arrival* arrival);
+  void enqueue(Request request, Arrival* arrival, bool wake_workers = true);
+  // Takes the next batch from the queue's front (an explanation alone). Requires: mutex_ held by
+  // `lock`, queue_ not empty, gathering_ set by the caller.
+  std::vector<Request> take_batch();
   void worker_loop();
   void run_batch(std::vector<Request>& batch);
+  // Calls request.done once (a no-op after that); swallows what it throws.
+  static void complete(Request& request, torch::Tensor logits, const InferTiming& timing, std::exception_ptr error);
   void run_explanation(Request& job);
 
   const std::string name_;
@@ -169,6 +200,8 @@ class ModelRunner {
   mutable std::mutex mutex_;
   std::condition_variable idle_;         // workers waiting for work (or their turn to form a batch)
   std::condition_variable batch_ready_;  // the one worker forming a batch
+  std::condition_variable workers_started_;  // the constructor waits until every worker waits
+  int64_t waiting_workers_ = 0;              // workers that reached their first wait
   std::deque<Request> queue_;
   int64_t queued_images_ = 0;
   int64_t arriving_ = 0;  // announced Arrivals not yet queued

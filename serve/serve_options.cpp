@@ -70,6 +70,8 @@ std::vector<ConfigField> fields_of(ServeOptions& o) {
       {"server.request_timeout_s", &o.request_timeout_s, seconds(&o.request_timeout_s)},
       {"server.idle_timeout_s", &o.idle_timeout_s, seconds(&o.idle_timeout_s)},
       {"server.write_timeout_s", &o.write_timeout_s, seconds(&o.write_timeout_s)},
+      {"server.event_loops", &o.event_loops, any},
+      {"server.event_loop_threads", &o.event_loop_threads, in_range(&o.event_loop_threads, 0, 64)},
       {"server.max_image_pixels", &o.max_image_pixels, in_range(&o.max_image_pixels, 1, int64_t{1} << 30)},
       {"server.drain_seconds", &o.drain_seconds, seconds(&o.drain_seconds)},
       {"server.load_timeout_s", &o.load_timeout_s, seconds(&o.load_timeout_s)},

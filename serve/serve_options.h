@@ -25,10 +25,15 @@ struct ServeOptions {
   int64_t max_body_bytes = 64 << 20;  // a body on the wire and after decompression; beyond: 413
   int64_t max_header_bytes = 64 << 10;  // request line + headers; beyond: 431
   int64_t max_inflight_body_bytes = int64_t{1} << 30;  // all bodies held at once; beyond: 503
-  int64_t max_connections = 2048;  // open connections (one thread each); beyond: 503 and close
+  int64_t max_connections = 2048;  // open connections; beyond: 503 and close
   double request_timeout_s = 30;   // a request's line, headers and body must arrive within this; else 408
   double idle_timeout_s = 10;      // an idle keep-alive connection is closed after this
   double write_timeout_s = 10;     // a client that accepts no response bytes for this long is dropped
+  // Epoll threads serve small requests (inference, GETs) without a thread per connection, and run
+  // their batches themselves; false = a thread per connection for everything (see
+  // TransportOptions::event_loop_threads).
+  bool event_loops = true;
+  int64_t event_loop_threads = 0;  // 0 = one per core
   int64_t max_image_pixels = 4096 * 4096;  // an uploaded image may declare at most this many pixels; else 400
   double drain_seconds = 30;       // on SIGTERM, in-flight requests get this long; then maas-serve exits
   double load_timeout_s = 120;     // loading (vetting) and warming up one model version must finish within this

@@ -69,8 +69,8 @@ RawConnection::Response RawConnection::read(std::chrono::milliseconds wait) {
         r.head = buffer_.substr(0, head_end + 4);
         std::string lower = r.head;
         for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        const auto at = lower.find("content-length:");
-        length = at == std::string::npos ? 0 : std::stoul(r.head.substr(at + 15));
+        const auto at = lower.find("\r\ncontent-length:");  // a field of its own, not a suffix of another
+        length = at == std::string::npos ? 0 : std::stoul(r.head.substr(at + 17));
       }
     }
     if (head_end != std::string::npos && buffer_.size() >= head_end + 4 + length) {
