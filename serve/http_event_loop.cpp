@@ -277,6 +277,11 @@ HttpTransport::EventLoop::Client* HttpTransport::EventLoop::find(uint64_t id) {
 
 void HttpTransport::EventLoop::run() {
   pthread_setname_np(pthread_self(), "maas-loop");
+  ++transport_.awake_loops_;
+  struct Asleep {  // counted awake until the thread ends
+    std::atomic<int64_t>& awake;
+    ~Asleep() { --awake; }
+  } asleep{transport_.awake_loops_};
   std::vector<epoll_event> events(256);
   std::vector<uint64_t> touched;
   auto next_sweep = Clock::now() + kSweepInterval;
@@ -286,12 +291,16 @@ void HttpTransport::EventLoop::run() {
     int n = 0;
     if (served && spin_) {
       // Poll before sleeping (TransportOptions::idle_spin_us): the next request finds a warm core.
+      // Only while no other loop is awake: then its core is needed for serving, not for waiting.
       const auto until = Clock::now() + std::chrono::microseconds(options_.idle_spin_us);
       do n = ::epoll_wait(epoll_, events.data(), static_cast<int>(events.size()), 0);
-      while (n == 0 && Clock::now() < until);
+      while (n == 0 && Clock::now() < until && transport_.awake_loops_.load(std::memory_order_relaxed) == 1);
     }
-    if (n == 0) n = ::epoll_wait(epoll_, events.data(), static_cast<int>(events.size()),
-                                 static_cast<int>(kSweepInterval.count()));
+    if (n == 0) {
+      --transport_.awake_loops_;
+      n = ::epoll_wait(epoll_, events.data(), static_cast<int>(events.size()), static_cast<int>(kSweepInterval.count()));
+      ++transport_.awake_loops_;
+    }
     if (n < 0 && errno != EINTR) {
       std::cerr << "maas-serve: epoll_wait failed: " << std::strerror(errno) << "\n";
       break;

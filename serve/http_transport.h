@@ -178,6 +178,7 @@ class HttpTransport : public httplib::Server {
   std::function<bool(std::string_view, std::string_view)> loop_route_;
   std::vector<std::unique_ptr<EventLoop>> loops_;  // while serve() runs
   std::atomic<uint64_t> next_loop_{0};
+  std::atomic<int64_t> awake_loops_{0};  // loops not blocked in epoll_wait (see EventLoop::run)
   std::unique_ptr<httplib::TaskQueue> handed_over_;  // threads of connections loops handed over
 };
 

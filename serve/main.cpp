@@ -67,9 +67,10 @@ class SignalWatcher {
   std::thread thread_;
 };
 
-// One thread and one descriptor per connection: the default soft limit of 1024 descriptors
-// would refuse connections (EMFILE) long before server.max_connections. Raises it as far as the
-// hard limit allows and warns when that is below what the setting needs.
+// One descriptor per connection (and a thread for each one on a connection thread): the default
+// soft limit of 1024 descriptors would refuse connections (EMFILE) long before
+// server.max_connections. Raises it as far as the hard limit allows and warns when that is below
+// what the setting needs.
 void raise_descriptor_limit(int64_t max_connections) {
   rlimit limit{};
   if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
