@@ -15,24 +15,10 @@
 #include <vector>
 
 #include "http_connection.h"
+#include "request_framing.h"
 #include "http_transport.h"
 
 namespace maas {
-
-// How much of `input` is one request an event loop can run by itself.
-struct RequestFraming {
-  enum Kind {
-    kIncomplete,  // the request line and headers, or the body they declare, are still arriving
-    kComplete,    // `bytes` bytes are one whole request with a Content-Length body (or none)
-    kOther,       // anything else (chunked, compressed, Expect, over max_bytes, odd syntax): a thread reads it
-  } kind = kIncomplete;
-  size_t bytes = 0;
-  std::string_view method, target;  // of a complete request
-};
-// Reads the request line and headers of the request at the start of `input`, strictly (CRLF
-// line ends, "Name: value" fields, at most one Content-Length, no Transfer-Encoding,
-// Content-Encoding or Expect). Never reads past `input`.
-RequestFraming frame_request(std::string_view input, size_t max_bytes);
 
 // Where replies and new sockets wait for an event loop (shared with every Reply it gave out).
 struct LoopMailbox;
