@@ -72,6 +72,7 @@ EpollLoadResult run_epoll_load(const std::string& host, int port, const std::str
     LoadConnection& c = conns[i];
     if (c.fd >= 0) ::close(c.fd);
     c = LoadConnection{};
+    c.started = Clock::now();  // a connect that never completes times out like a request
     c.fd = ::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     const int yes = 1;
     ::setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
@@ -82,7 +83,6 @@ EpollLoadResult run_epoll_load(const std::string& host, int port, const std::str
     epoll_event ev{EPOLLIN | EPOLLOUT, {}};
     ev.data.u64 = i;
     ::epoll_ctl(epoll, EPOLL_CTL_ADD, c.fd, &ev);
-    c.started = Clock::now();
     return true;
   };
   const auto want_write = [&](size_t i, bool write) {

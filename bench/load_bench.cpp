@@ -189,7 +189,8 @@ std::pair<std::string, int> host_and_port(const std::string& url) {
 // the same machine, stays small next to the server's (16 client threads took a visible share).
 Stats run_case(const LoadBenchOptions& o, const Call& call, int64_t images, int64_t concurrency) {
   const auto [host, port] = host_and_port(o.url);
-  std::string request = "POST " + call.path + " HTTP/1.1\r\nHost: " + host + ":" + std::to_string(port) +
+  const std::string host_field = host.find(':') != std::string::npos ? "[" + host + "]" : host;  // IPv6
+  std::string request = "POST " + call.path + " HTTP/1.1\r\nHost: " + host_field + ":" + std::to_string(port) +
                         "\r\nContent-Type: " + call.content_type + "\r\nContent-Length: " +
                         std::to_string(call.body.size()) + "\r\n";
   for (const auto& [name, value] : call.headers) request += name + ": " + value + "\r\n";

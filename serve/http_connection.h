@@ -67,6 +67,7 @@ class HttpTransport::Connection final : public httplib::Stream {
     release_inflight();
     deadline_ = deadline ? *deadline : Clock::now() + seconds(options_.request_timeout_s);
     deferred_ = false;
+    read_at_begin_ = read_total_;
     in_headers_ = true;
     header_bytes_ = buffered();
     body_bytes_ = 0;
@@ -81,6 +82,9 @@ class HttpTransport::Connection final : public httplib::Stream {
   void on_headers(httplib::Request& req) {
     in_headers_ = false;
     body_bytes_ = buffered();  // read ahead with the headers
+    // Exact (httplib reads the head a byte at a time), and also for bytes an event loop received:
+    // the check on the socket's reads below allows a buffer of slack and never sees those.
+    if (read_total_ - read_at_begin_ > options_.max_header_bytes) return refuse(Refusal::kHeadersTooLarge);
     const bool chunked = req.has_header("Transfer-Encoding");
     const size_t lengths = req.get_header_value_count("Content-Length");
     // httplib reads bodies only for these methods; another method's body would be read as the
@@ -156,6 +160,7 @@ class HttpTransport::Connection final : public httplib::Stream {
       const size_t n = std::min(size, input_.size() - input_pos_);
       std::memcpy(ptr, input_.data() + input_pos_, n);
       input_pos_ += n;
+      read_total_ += static_cast<int64_t>(n);
       return static_cast<ssize_t>(n);
     }
     if (in_memory_ && buffered() == 0) return 0;  // the loop framed the request: httplib wants no more
@@ -189,9 +194,10 @@ class HttpTransport::Connection final : public httplib::Stream {
         if (charge_as_received_ && !charge_inflight(n)) return -1;
       }
     }
-    const size_t n = std::min(size, buffered());
+    const size_t n = std::min(size, end_ - begin_);
     std::memcpy(ptr, buffer_ + begin_, n);
     begin_ += n;
+    read_total_ += static_cast<int64_t>(n);
     return static_cast<ssize_t>(n);
   }
 
@@ -326,6 +332,7 @@ class HttpTransport::Connection final : public httplib::Stream {
   std::string input_;  // see append_input()
   size_t input_pos_ = 0;
   bool deferred_ = false;
+  int64_t read_total_ = 0, read_at_begin_ = 0;  // bytes httplib read: in all, and before this request
   mutable Address remote_, local_;  // see get_remote_ip_and_port()
   char buffer_[16 * 1024];
   size_t begin_ = 0, end_ = 0;

@@ -322,8 +322,17 @@ void HttpTransport::EventLoop::gather(std::vector<epoll_event>& events, std::vec
   for (auto t = Clock::now(); expected() > 0 && t < until; t = Clock::now()) {
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(until - t).count();
     const timespec timeout{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
-    const int n = ::epoll_pwait2(epoll_, events.data(), static_cast<int>(events.size()), &timeout, nullptr);
-    if (n > 0) dispatch(events.data(), n, touched);
+    int n = ::epoll_pwait2(epoll_, events.data(), static_cast<int>(events.size()), &timeout, nullptr);
+    if (n < 0 && errno == ENOSYS)  // before Linux 5.11: whole milliseconds
+      n = ::epoll_wait(epoll_, events.data(), static_cast<int>(events.size()),
+                       static_cast<int>(std::max<int64_t>(1, ns / 1'000'000)));
+    if (n <= 0) continue;
+    const size_t before = touched.size();
+    dispatch(events.data(), n, touched);
+    // A client that sent its end or filled its input must leave the set now, or the level-triggered
+    // events would return at once for the rest of the window.
+    for (size_t i = before; i < touched.size(); ++i)
+      if (Client* c = find(touched[i])) set_interest(*c);
   }
 }
 
@@ -377,7 +386,9 @@ bool HttpTransport::EventLoop::take_mail(std::vector<uint64_t>& touched) {
   for (auto& [id, response] : replies) {
     Client* c = find(id);
     if (!c || c->state != Client::State::kAwaitingReply) continue;  // closed meanwhile
-    const bool close = c->close_after || transport_.shutting_down_ || finishing_ || c->peer_closed;
+    // A client that sent its end still gets the answers to every request it sent before.
+    const bool close = c->close_after || transport_.shutting_down_ || finishing_ ||
+                       (c->peer_closed && c->stream.unread_input().empty());
     c->close_after = close;
     start_output(*c, serialize(response, close));
     touched.push_back(id);
@@ -592,6 +603,10 @@ void HttpTransport::EventLoop::hand_over(Client& c) {
 void HttpTransport::EventLoop::start_draining(Client& c) {
   // Closing with the client's unread bytes queued resets the connection and the client may lose
   // the answer: half-close, then drop what still arrives for a moment (as the threads do).
+  if (c.peer_closed) {  // nothing more will come
+    close(c);
+    return;
+  }
   ::shutdown(c.sock, SHUT_WR);
   c.state = Client::State::kDraining;
   c.deadline = Clock::now() + kDrainTime;

@@ -178,18 +178,18 @@ HttpServer::HttpServer(const ServeOptions& options, ModelRepository& repository)
     });
   }
   add_routes();
-  // Event loops run what answers at once or defers: every GET, and inference. The rest (model
-  // control, explanations: seconds long) goes to a connection thread. Routed by the raw target:
-  // httplib decodes %XX before matching, so a target with one goes to a thread too.
+  // Event loops run what answers at once or defers: every GET, and v2 inference (parsing is
+  // bounded by the 64 KiB body). The rest goes to a connection thread: model control and
+  // explanations take seconds, and an image upload's decoding grows with the pixels it declares
+  // (up to server.max_image_pixels), which would stall every connection of a loop. Routed by the
+  // raw target: httplib decodes %XX before matching, so a target with one goes to a thread too.
   // A prefix and suffix suffice (no regex on every request): no blocking handler's path has them.
   http_->set_loop_route([](std::string_view method, std::string_view target) {
     const std::string_view path = target.substr(0, target.find('?'));
     const auto starts = [&](std::string_view p) { return path.substr(0, p.size()) == p; };
     if (path.find('%') != std::string_view::npos) return false;
     if (method == "GET" || method == "HEAD") return true;
-    if (method == "POST" && starts("/v2/models/") && path.size() > 6 && path.substr(path.size() - 6) == "/infer")
-      return true;
-    return (method == "POST" || method == "PUT") && starts("/predictions/");
+    return method == "POST" && starts("/v2/models/") && path.size() > 6 && path.substr(path.size() - 6) == "/infer";
   });
 }
 
@@ -434,8 +434,10 @@ void HttpServer::run_inference(Req req, Res res, std::shared_ptr<ModelRunner> ru
       reply.send(std::move(res));
     }
   };
-  Answer answer{metrics_, runner->name(), std::move(respond), request_started,
-                options_.access_log ? printable(req.method) + " " + printable(req.path) : ""};
+  // Shared, not copied, by the closures below (a copy would copy the response builder's captures).
+  const auto answer = std::make_shared<const Answer>(
+      Answer{metrics_, runner->name(), std::move(respond), request_started,
+             options_.access_log ? printable(req.method) + " " + printable(req.path) : ""});
   // Deferred: the loop's requests of one round are all queued, then the loop's thread runs their
   // batch itself (no hand-off to a worker and back).
   const bool deferred = HttpTransport::defer([runner, arrival, images, answer](Reply reply) -> HttpTransport::AfterRound {
@@ -443,11 +445,11 @@ void HttpServer::run_inference(Req req, Res res, std::shared_ptr<ModelRunner> ru
       runner->submit(
           images,
           [reply, answer](torch::Tensor logits, const InferTiming& timing, std::exception_ptr error) mutable {
-            answer(reply, logits, &timing, error);
+            (*answer)(reply, logits, &timing, error);
           },
           arrival.get(), ModelRunner::RunOn::kCaller);
     } catch (...) {
-      answer(reply, {}, nullptr, std::current_exception());  // refused before queueing (queue full, stopping)
+      (*answer)(reply, {}, nullptr, std::current_exception());  // refused before queueing (queue full, stopping)
       return nullptr;
     }
     return [runner] { runner->run_queued(); };
@@ -456,7 +458,7 @@ void HttpServer::run_inference(Req req, Res res, std::shared_ptr<ModelRunner> ru
   InferTiming timing;
   const auto logits = runner->infer(images, &timing, arrival.get());
   metrics_->observe_inference(runner->name(), timing);
-  answer.respond(logits, res);
+  answer->respond(logits, res);
 }
 
 // Explanations run on the model's workers like inference but announce no Arrival: they are never

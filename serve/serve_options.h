@@ -29,7 +29,7 @@ struct ServeOptions {
   double request_timeout_s = 30;   // a request's line, headers and body must arrive within this; else 408
   double idle_timeout_s = 10;      // an idle keep-alive connection is closed after this
   double write_timeout_s = 10;     // a client that accepts no response bytes for this long is dropped
-  // Epoll threads serve small requests (inference, GETs) without a thread per connection, and run
+  // Epoll threads serve small requests (v2 inference, GETs) without a thread per connection, and run
   // their batches themselves; false = a thread per connection for everything (see
   // TransportOptions::event_loop_threads).
   bool event_loops = true;

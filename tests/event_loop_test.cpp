@@ -220,5 +220,37 @@ TEST_F(EventLoopTest, AClientThatLeavesBeforeItsAnswerLeavesTheServerServing) {
   EXPECT_EQ(c.read().status, 200);
 }
 
+// server.max_header_bytes held only on a connection thread's own reads (with a buffer of slack),
+// so a loop, which receives a request whole, served any head up to 64 KiB.
+TEST_F(EventLoopTest, HeadersOverMaxHeaderBytesGet431OnBothPaths) {
+  options_.max_header_bytes = 1024;
+  for (const bool loops : {true, false}) {
+    options_.event_loops = loops;
+    start();
+    RawConnection c(port());
+    ASSERT_TRUE(c.send("GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Pad: " + std::string(2000, 'a') + "\r\n\r\n"));
+    EXPECT_EQ(c.read().status, 431) << (loops ? "event loop" : "thread");
+    RawConnection small(port());
+    ASSERT_TRUE(small.send("GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n"));
+    EXPECT_EQ(small.read().status, 200);
+    served_.reset();
+  }
+}
+
+// A client that sends its requests and then its end (shutdown(SHUT_WR), as nc does) gets every
+// answer: the loop closed after the first deferred answer.
+TEST_F(EventLoopTest, AHalfClosedClientGetsTheAnswersToAllItSent) {
+  start();
+  RawConnection c(port());
+  ASSERT_TRUE(c.send(post("/v2/models/cifar10/infer", infer_body(1, 1)) + post("/v2/models/cifar10/infer", infer_body(2, 1)) +
+                     "GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n"));
+  c.shutdown_write();
+  const auto first = c.read(), second = c.read(), third = c.read();
+  ASSERT_EQ(first.status, 200);
+  ASSERT_EQ(second.status, 200) << "the second answer was lost";
+  EXPECT_EQ(json::parse(second.body)["id"], "2");
+  EXPECT_EQ(third.status, 200);
+}
+
 }  // namespace
 }  // namespace maas

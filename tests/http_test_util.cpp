@@ -48,6 +48,8 @@ RawConnection::~RawConnection() {
   if (fd_ >= 0) ::close(fd_);
 }
 
+void RawConnection::shutdown_write() { ::shutdown(fd_, SHUT_WR); }
+
 bool RawConnection::send(const std::string& bytes) {
   for (size_t sent = 0; sent < bytes.size();) {
     const ssize_t n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);

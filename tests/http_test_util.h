@@ -44,6 +44,8 @@ class RawConnection {
 
   // Sends all of `bytes`; false once the server has closed (or reset) the connection.
   bool send(const std::string& bytes);
+  // Sends the end of the client's stream (shutdown(SHUT_WR)); answers can still be read.
+  void shutdown_write();
 
   struct Response {
     int status = 0;  // 0: no (complete) response within the wait
