@@ -16,6 +16,7 @@
 #include <string_view>
 
 #include "http_transport.h"
+#include "request_framing.h"
 
 namespace maas {
 namespace transport_detail {
@@ -29,10 +30,6 @@ inline Clock::duration seconds(double s) {
 inline int millis_until(Clock::time_point deadline) {
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
   return static_cast<int>(std::clamp<int64_t>(ms + 1, 0, 60'000));  // +1: never wake just before it
-}
-
-inline bool is_digits(std::string_view s) {
-  return !s.empty() && s.size() <= 18 && s.find_first_not_of("0123456789") == std::string_view::npos;
 }
 
 inline std::string lower(std::string s) {
@@ -95,7 +92,7 @@ class HttpTransport::Connection final : public httplib::Stream {
       refuse(Refusal::kBadFraming);
       return;
     }
-    if (chunked && (lengths > 0 || lower(req.get_header_value("Transfer-Encoding")) != "chunked")) {
+    if (chunked && (lengths > 0 || !equals_lower(req.get_header_value("Transfer-Encoding"), "chunked"))) {
       refuse(Refusal::kBadFraming);  // request smuggling, or a coding httplib would misread
       return;
     }

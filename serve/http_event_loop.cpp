@@ -24,13 +24,6 @@ constexpr auto kSweepInterval = std::chrono::milliseconds(50);
 constexpr auto kDrainTime = std::chrono::milliseconds(500);
 constexpr size_t kDrainBytes = 4 << 20;
 
-bool equals_lower(std::string_view name, std::string_view lower_name) {
-  if (name.size() != lower_name.size()) return false;
-  for (size_t i = 0; i < name.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(name[i])) != lower_name[i]) return false;
-  return true;
-}
-
 const char* reason_phrase(int status) {
   switch (status) {
     case 200: return "OK";

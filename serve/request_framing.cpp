@@ -9,22 +9,22 @@
 namespace maas {
 namespace {
 
-bool equals_lower(std::string_view name, std::string_view lower_name) {
-  if (name.size() != lower_name.size()) return false;
-  for (size_t i = 0; i < name.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(name[i])) != lower_name[i]) return false;
-  return true;
-}
-
 bool is_token_char(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+}  // namespace
+
+bool equals_lower(std::string_view text, std::string_view lower_text) {
+  if (text.size() != lower_text.size()) return false;
+  for (size_t i = 0; i < text.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(text[i])) != lower_text[i]) return false;
+  return true;
 }
 
 bool is_digits(std::string_view s) {
   return !s.empty() && s.size() <= 18 && s.find_first_not_of("0123456789") == std::string_view::npos;
 }
-
-}  // namespace
 
 RequestFraming frame_request(std::string_view input, size_t max_bytes) {
   RequestFraming framing;
@@ -32,7 +32,8 @@ RequestFraming frame_request(std::string_view input, size_t max_bytes) {
   const size_t end = input.find("\r\n\r\n");
   if (end == std::string_view::npos) {
     // A bare LF ends lines for httplib too: such a request is a thread's to read.
-    if (input.find("\n\n") != std::string_view::npos || input.find("\n\r\n") != input.find("\r\n\r\n") ||
+    // (No CRLF CRLF yet, so any LF CRLF has a bare LF before it.)
+    if (input.find("\n\n") != std::string_view::npos || input.find("\n\r\n") != std::string_view::npos ||
         input.size() >= max_bytes)
       return other();
     return framing;

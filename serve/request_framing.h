@@ -23,4 +23,10 @@ struct RequestFraming {
 // Content-Encoding or Expect). Never reads past `input`.
 RequestFraming frame_request(std::string_view input, size_t max_bytes);
 
+// The HTTP text rules it uses, shared with the connection layer:
+// `text` equals `lower_text` (lower case) ignoring ASCII case, as field names compare.
+bool equals_lower(std::string_view text, std::string_view lower_text);
+// 1 to 18 decimal digits (a byte count that fits int64 and is not empty).
+bool is_digits(std::string_view s);
+
 }  // namespace maas
