@@ -192,20 +192,24 @@ void ModelRunner::run_queued() {
 }
 
 torch::Tensor ModelRunner::infer(const torch::Tensor& images, InferTiming* timing, Arrival* arrival) {
-  if (arrival && &arrival->runner_ != this) throw std::logic_error("Arrival belongs to another ModelRunner");
-  check_images(images);
-  Request request;
-  request.images = images;
-  request.timing = timing;
-  request.queued_images = images.size(0);
-  auto result = request.result.get_future();
+  // submit() with a completion that fulfils a promise. Shared with the completion: this thread may
+  // return (and would destroy a local promise) while set_value is still running on the worker.
+  auto result = std::make_shared<std::promise<torch::Tensor>>();
+  auto future = result->get_future();
   // Only a request alone in the runner polls for its result: with company, the cores are busy anyway
   // and polling threads would take them from the forward.
   const InFlight in_flight(requests_in_flight_);
-  enqueue(std::move(request), arrival);
+  submit(
+      images,
+      [result, timing](torch::Tensor logits, const InferTiming& measured, std::exception_ptr error) {
+        if (error) return result->set_exception(error);
+        if (timing) *timing = measured;
+        result->set_value(std::move(logits));
+      },
+      arrival);
   if (in_flight.alone && poll_for_results_)
-    poll_until(options_.idle_spin_us, [&] { return result.wait_for(std::chrono::seconds(0)) == std::future_status::ready; });
-  return result.get();
+    poll_until(options_.idle_spin_us, [&] { return future.wait_for(std::chrono::seconds(0)) == std::future_status::ready; });
+  return future.get();
 }
 
 Explanation ModelRunner::explain(const ExplainRequest& explanation, InferTiming* timing) {
@@ -368,26 +372,11 @@ void ModelRunner::run_batch(std::vector<Request>& batch) {
       auto& r = batch[i];
       const InferTiming timing{std::chrono::duration<double, std::micro>(start - r.enqueued).count(), compute_us,
                                logits.size(0)};
-      if (r.timing) *r.timing = timing;
-      if (r.done) {
-        complete(r, std::move(rows[i]), timing, nullptr);
-      } else {
-        r.result.set_value(std::move(rows[i]));
-      }
+      complete(r, std::move(rows[i]), timing, nullptr);
     }
     ok = true;
   } catch (...) {
-    for (auto& r : batch) {
-      if (r.done) {
-        complete(r, {}, {}, std::current_exception());
-        continue;
-      }
-      try {
-        r.result.set_exception(std::current_exception());
-      } catch (const std::future_error&) {
-        // this request already had its answer
-      }
-    }
+    for (auto& r : batch) complete(r, {}, {}, std::current_exception());  // those not answered yet
   }
   if (!ok) {
     const auto failed = Clock::now();

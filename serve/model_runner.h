@@ -116,8 +116,9 @@ class ModelRunner {
   torch::Tensor infer(const torch::Tensor& images, InferTiming* timing = nullptr, Arrival* arrival = nullptr);
 
   // What submit() calls once: the logits [N, classes] and the timing, or `error` (then logits is
-  // undefined). It runs on a worker thread: it must be quick, must not throw, and must not own
-  // this runner (a worker cannot destroy the runner it belongs to).
+  // undefined). It runs on the thread that ran the batch (a worker, or run_queued()'s caller): it
+  // must be quick, must not throw, and must not own this runner (a worker cannot destroy the
+  // runner it belongs to).
   using Completion = std::function<void(torch::Tensor logits, const InferTiming& timing, std::exception_ptr error)>;
   // Who runs a submitted request's batch.
   enum class RunOn {
@@ -125,9 +126,9 @@ class ModelRunner {
     kCaller,  // the caller, by run_queued() after its submissions (no worker is woken for it;
               // one polling the queue may still take it)
   };
-  // infer() without waiting: queues the images and returns; `done` is called when their batch has
-  // run (also while the runner stops: queued requests finish). Throws what infer() throws before
-  // queueing (then `done` is never called).
+  // infer() without waiting (infer() is this plus a wait): queues the images and returns; `done`
+  // is called when their batch has run (also while the runner stops: queued requests finish).
+  // Throws what infer() throws before queueing (then `done` is never called).
   void submit(const torch::Tensor& images, Completion done, Arrival* arrival = nullptr, RunOn run_on = RunOn::kWorker);
   // Runs the queued requests in batches on the calling thread, at once (no queue delay: the caller
   // submitted what it had), until the queue is empty or a worker is forming a batch (which then
@@ -166,13 +167,12 @@ class ModelRunner {
   void withdraw(Arrival& arrival);
   // Checks the images as infer() does; throws std::invalid_argument.
   void check_images(const torch::Tensor& images) const;
-  // An inference request (images, result) or an explanation job (explanation, explained).
+  // An inference request (images, done) or an explanation job (explanation, explained, timing).
   struct Request {
     torch::Tensor images;
-    std::promise<torch::Tensor> result;
-    Completion done;  // set by submit(): called instead of fulfilling `result`
+    Completion done;  // inference: called once with the request's rows (infer() waits on it)
     std::chrono::steady_clock::time_point enqueued;
-    InferTiming* timing = nullptr;
+    InferTiming* timing = nullptr;  // explanations: filled when done
     int64_t queued_images = 0;  // what it counts against max_queue_images
     std::optional<ExplainRequest> explanation;
     std::promise<Explanation> explained;
