@@ -122,7 +122,9 @@ struct HttpTransport::EventLoop::Client {
     kWriting,        // `out` is being sent; `deadline`: write timeout
     kDraining,       // refused: reading and dropping the client's bytes before closing
   };
-  Client(HttpTransport& transport, uint64_t id, int sock) : id(id), sock(sock), stream(transport, sock, true) {}
+  Client(HttpTransport& transport, uint64_t id, int sock) : id(id), sock(sock), stream(transport, sock, true) {
+    stream.loop_client = id;
+  }
   const uint64_t id;
   const int sock;
   Connection stream;
@@ -136,8 +138,8 @@ struct HttpTransport::EventLoop::Client {
   std::string out;
   size_t out_sent = 0;
   size_t drained = 0;
-  uint32_t interest = 0;
-  bool registered = true;
+  uint32_t interest = 0;     // the events registered for it (see set_interest)
+  bool registered = false;  // in the epoll set
 };
 
 HttpTransport::EventLoop::EventLoop(HttpTransport& transport)
@@ -242,6 +244,8 @@ void HttpTransport::EventLoop::run() {
     }
     dispatch(events.data(), n, touched);
     gather(events, touched);
+    // Only a round that ran requests leads to polling: after writing a worker's answer (a lone
+    // request) the polling worker holds the other core, and a polling loop slowed it down.
     served = run_round(touched);
     const bool shutting_down = transport_.shutting_down_ || finishing_;
     const auto now = Clock::now();
@@ -267,7 +271,7 @@ void HttpTransport::EventLoop::run() {
   while (!clients_.empty()) close(*clients_.begin()->second);  // only after epoll_wait failed
 }
 
-bool HttpTransport::EventLoop::dispatch(const epoll_event* events, int n, std::vector<uint64_t>& touched) {
+void HttpTransport::EventLoop::dispatch(const epoll_event* events, int n, std::vector<uint64_t>& touched) {
   for (int i = 0; i < n; ++i) {
     const uint64_t tag = events[i].data.u64;
     if (tag == kMailboxTag) {
@@ -283,10 +287,9 @@ bool HttpTransport::EventLoop::dispatch(const epoll_event* events, int n, std::v
     if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) receive(*c);
     touched.push_back(tag);
   }
-  const bool replies = take_mail(touched);
+  take_mail(touched);
   for (const uint64_t id : touched)
     if (Client* c = find(id)) advance(*c);
-  return replies;
 }
 
 void HttpTransport::EventLoop::gather(std::vector<epoll_event>& events, std::vector<uint64_t>& touched) {
@@ -351,7 +354,7 @@ bool HttpTransport::EventLoop::run_round(std::vector<uint64_t>& touched) {
   return served;
 }
 
-bool HttpTransport::EventLoop::take_mail(std::vector<uint64_t>& touched) {
+void HttpTransport::EventLoop::take_mail(std::vector<uint64_t>& touched) {
   std::vector<int> sockets;
   std::vector<std::pair<uint64_t, httplib::Response>> replies;
   replies.swap(mailbox_->own_replies);
@@ -364,17 +367,9 @@ bool HttpTransport::EventLoop::take_mail(std::vector<uint64_t>& touched) {
   for (const int sock : sockets) {
     set_blocking(sock, false);
     const uint64_t id = next_id_++;
-    auto client = std::make_unique<Client>(transport_, id, sock);
-    client->deadline = Clock::now() + seconds(options_.idle_timeout_s);
-    client->interest = EPOLLIN | EPOLLRDHUP;
-    epoll_event ev{client->interest, {}};
-    ev.data.u64 = id;
-    if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, sock, &ev) != 0) {
-      ::close(sock);
-      --transport_.open_connections_;
-      continue;
-    }
-    clients_.emplace(id, std::move(client));
+    Client& client = *clients_.emplace(id, std::make_unique<Client>(transport_, id, sock)).first->second;
+    client.deadline = Clock::now() + seconds(options_.idle_timeout_s);
+    set_interest(client);  // a failure marks it broken: closed by the next sweep
   }
   for (auto& [id, response] : replies) {
     Client* c = find(id);
@@ -386,7 +381,6 @@ bool HttpTransport::EventLoop::take_mail(std::vector<uint64_t>& touched) {
     start_output(*c, serialize(response, close));
     touched.push_back(id);
   }
-  return !replies.empty();
 }
 
 void HttpTransport::EventLoop::receive(Client& c) {
@@ -476,7 +470,6 @@ void HttpTransport::EventLoop::handle(Client& c) {
   const bool shutting_down = transport_.shutting_down_ || finishing_;
   c.stream.begin_request(c.deadline);
   c.stream.loop = this;
-  c.stream.loop_client = c.id;
   HttpTransport::current_ = &c.stream;
   bool closed = false;
   const bool ok = transport_.process_request(c.stream, shutting_down, closed,
@@ -525,11 +518,9 @@ void HttpTransport::EventLoop::sweep(bool shutting_down) {
   answered_.erase(std::remove_if(answered_.begin(), answered_.end(),
                                  [&](const auto& answered) { return answered.second + window < now; }),
                   answered_.end());
-  std::vector<uint64_t> ids;
-  ids.reserve(clients_.size());
-  for (const auto& entry : clients_) ids.push_back(entry.first);
-  for (const uint64_t id : ids) {
-    Client& c = *find(id);
+  for (auto it = clients_.begin(); it != clients_.end();) {
+    Client& c = *it->second;
+    ++it;  // closing or handing over `c` erases it; the other iterators stay valid
     if (c.broken) {
       close(c);
       continue;
@@ -568,7 +559,7 @@ void HttpTransport::EventLoop::set_interest(Client& c) {
   epoll_event ev{events, {}};
   ev.data.u64 = c.id;
   if (::epoll_ctl(epoll_, c.registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c.sock, &ev) != 0) {
-    c.broken = true;  // cannot happen for an open socket; closed by the next sweep's advance
+    c.broken = true;  // cannot happen for an open socket; closed by the next sweep
     return;
   }
   c.registered = true;

@@ -46,16 +46,16 @@ class HttpTransport::EventLoop {
   struct Client;
   void run();
   // Reads and handles what the `n` events report, writes the replies that came, and advances the
-  // clients concerned (appended to `touched`). True when replies came.
-  bool dispatch(const epoll_event* events, int n, std::vector<uint64_t>& touched);
+  // clients concerned (appended to `touched`).
+  void dispatch(const epoll_event* events, int n, std::vector<uint64_t>& touched);
   // With requests deferred this round, goes on reading while clients answered within the last
   // gather_us are expected back, for up to gather_us: they join the round's batch.
   void gather(std::vector<epoll_event>& events, std::vector<uint64_t>& touched);
   // Starts the round's deferred requests, runs what they left for after the round, and writes the
   // replies that produced. True when anything was served.
   bool run_round(std::vector<uint64_t>& touched);
-  // Registers new sockets and writes the replies that came. True when a reply came.
-  bool take_mail(std::vector<uint64_t>& touched);
+  // Registers new sockets and writes the replies that came (their clients appended to `touched`).
+  void take_mail(std::vector<uint64_t>& touched);
   void receive(Client& c);
   void advance(Client& c);
   void handle(Client& c);
